@@ -1,0 +1,202 @@
+"""The `medattn` command line. Heavy libraries load inside commands so `--help` answers at once."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import typer
+
+from medattn.errors import MedattnError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Attention CNNs for medical images: train, evaluate, predict.",
+)
+
+
+def _strict(value):
+    """Strict JSON: NaN and infinities (an AUC with one class present) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _emit(payload: dict, as_json: bool, human) -> None:
+    """One JSON object on stdout with --json; a readable summary otherwise."""
+    if as_json:
+        sys.stdout.write(json.dumps(_strict(payload), allow_nan=False, default=float) + "\n")
+    else:
+        human(payload)
+
+
+@app.command()
+def train(
+    data: str = typer.Option(None, "--data", help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
+    out: Path = typer.Option(..., "--out", help="run directory to create"),
+    model: str = typer.Option(None, "--model", help="registered model name (see `medattn models`)"),
+    epochs: int = typer.Option(None, "--epochs"),
+    seed: int = typer.Option(None, "--seed"),
+    config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
+    task: str = typer.Option(None, "--task", help="binary | multiclass | multilabel | ordinal (default: inferred)"),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
+    loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal"),
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Train a classifier and write the run directory."""
+    from medattn.config import RunConfig, load_config
+    from medattn.errors import ConfigError
+    from medattn.runs import prepare_run_dir
+    from medattn.train.engine import fit
+
+    if resume:
+        run = prepare_run_dir(out, resume=True, force=force)
+        cfg = load_config(run / "config.yaml")
+    else:
+        cfg = load_config(config) if config else RunConfig()
+        if data is None and not cfg.data.path:
+            raise ConfigError("--data is required (or data.path in --config)")
+        overrides = {
+            ("data", "path"): data,
+            ("data", "task"): task,
+            ("model", "name"): model,
+            ("train", "epochs"): epochs,
+            ("train", "seed"): seed,
+            ("train", "batch_size"): batch_size,
+            ("train", "lr"): lr,
+            ("train", "loss"): loss,
+            ("train", "device"): device,
+            ("data", "size"): _parse_size(size),
+        }
+        for (section, key), value in overrides.items():
+            if value is not None:
+                setattr(getattr(cfg, section), key, value)
+        if model is not None and config is None:
+            cfg.model.options = {}
+        cfg = RunConfig.from_dict(cfg.to_dict())
+        import medattn.models  # noqa: F401  (registers the models, so a bad name fails before any work)
+        from medattn.registry import MODELS
+
+        MODELS.get(cfg.model.name)
+        run = prepare_run_dir(out, resume=False, force=force)
+    try:
+        result = fit(cfg, run, resume=resume)
+    except BaseException:
+        if not resume and run.is_dir() and not any(run.iterdir()):
+            run.rmdir()  # failed before writing anything: leave no empty run behind
+        raise
+    _emit(
+        result,
+        as_json,
+        lambda r: print(
+            f"best epoch {r['best_epoch']}/{r['epochs_run']}: val auc {r['val'].get('auc', float('nan')):.4f} "
+            f"acc {r['val'].get('acc', float('nan')):.4f}\nrun written to {r['run']}"
+        ),
+    )
+
+
+def _parse_size(text: str | None) -> list[int] | None:
+    from medattn.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError as error:
+        raise ConfigError(f"--size {text!r}: expected integers such as 64 or 64,64") from error
+    return sizes * 2 if len(sizes) == 1 else sizes
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    data: str = typer.Option(None, "--data", help="dataset to score (default: the run's training data)"),
+    split: str = typer.Option("test", "--split"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Score a run on a split: AUC, accuracy, balanced accuracy, sensitivity/specificity, F1, ECE, 95% CIs."""
+    from medattn.evaluate.report import evaluate_run, print_report
+
+    metrics = evaluate_run(run, data=data, split=split)
+    _emit(metrics, as_json, print_report)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    files: list[Path] = typer.Argument(..., help="DICOM files or series folders, NIfTI, PNG/JPEG"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Classify image files with a trained run."""
+    from medattn.evaluate.report import predict_files
+
+    result = predict_files(run, files)
+
+    def human(payload):
+        for row in payload["predictions"]:
+            probs = ", ".join(f"{k} {v:.3f}" for k, v in row["probabilities"].items())
+            print(f"{row['file']}: {row['class']} ({probs})")
+
+    _emit(result, as_json, human)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """List registered models with parameter counts (2D, 1 channel, 2 classes, default options)."""
+    import medattn.models  # noqa: F401
+    from medattn.registry import MODELS, create_model
+
+    rows = []
+    for entry in MODELS:
+        model = create_model(entry.name, spatial_dims=2, in_channels=1, num_classes=2)
+        rows.append(
+            {
+                "name": entry.name,
+                "tasks": list(entry.tasks),
+                "description": entry.description,
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }
+        )
+    _emit(
+        {"models": rows},
+        as_json,
+        lambda p: [print(f"{r['name']:<16} {r['parameters']:>12,}  {r['description']}") for r in p["models"]],
+    )
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="where the demo writes its data and runs"),
+    force: bool = typer.Option(False, "--force", help="replace an existing demo folder"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Phantom data -> train an attention model -> evaluate -> print metrics and where the run is."""
+    from medattn.demo import run_demo
+
+    result = run_demo(out, force=force, verbose=not as_json)
+    _emit(result, as_json, lambda r: None)
+
+
+def main() -> None:
+    try:
+        app()
+    except MedattnError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

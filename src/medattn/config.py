@@ -1,0 +1,138 @@
+"""Typed run configuration, saved as config.yaml beside every run and read back strictly.
+
+Unknown keys are errors (a typo must not silently fall back to a default); nothing in a config is
+evaluated as code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from medattn.errors import ConfigError
+
+# The default classification model: chosen by benchmarks/medmnist.py (README table).
+DEFAULT_MODEL = "attn_resnet"
+TASKS = ("binary", "multiclass", "multilabel", "ordinal")
+SCHEDULES = ("onecycle", "cosine")
+LOSSES = ("ce", "weighted_ce", "focal")
+SELECT_METRICS = ("auc", "acc", "balanced_acc", "loss")
+
+
+def default_augment() -> list[dict[str, Any]]:
+    """Geometry and intensity jitter that suits most radiology images; flips only left-right."""
+    return [
+        {"name": "flip", "prob": 0.5, "axes": [-1]},
+        {"name": "affine", "prob": 0.8, "rotate_deg": 10.0, "scale": 0.1, "translate": 0.05},
+    ]
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    task: str | None = None  # inferred from the labels when None
+    size: list[int] | None = None  # model input size per spatial axis; None keeps the source size
+    modality: str = "auto"  # auto | ct | mr | xray | rgb | minmax (see data/preprocess.py)
+    window: list[float] | None = None  # CT window [center, width] in HU
+    val_fraction: float = 0.15  # used only when the source has no validation split
+    test_fraction: float = 0.15  # used only when the source has no test split
+    class_names: list[str] | None = None
+    augment: list[dict[str, Any]] = field(default_factory=default_augment)
+
+
+@dataclass
+class ModelConfig:
+    name: str = DEFAULT_MODEL
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    grad_clip: float = 2.0
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    select_metric: str = "auc"  # the best epoch is chosen on validation by this metric, never on test
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    amp: bool = True  # mixed precision where the device supports it (CUDA)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int = 0  # CPU threads; 0 = all cores
+    ema: float = 0.0  # exponential moving average of weights, e.g. 0.99; 0 = off
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        checks = [
+            (self.data.task, (None, *TASKS), "data.task"),
+            (self.train.schedule, SCHEDULES, "train.schedule"),
+            (self.train.loss, LOSSES, "train.loss"),
+            (self.train.select_metric, SELECT_METRICS, "train.select_metric"),
+        ]
+        for value, allowed, key in checks:
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        if self.train.epochs < 1 or self.train.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be at least 1")
+        if not 0 < self.train.lr < 10:
+            raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
+        if not 0 <= self.train.ema < 1:
+            raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        return _build(cls, raw, source).validate()
+
+
+def _build(kind: type, raw: Any, where: str) -> Any:
+    """Build a dataclass from a mapping, rejecting unknown keys and recursing into nested configs."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
+    hints = get_type_hints(kind)
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            values[name] = value
+    return kind(**values)
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    from medattn.runs import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    return RunConfig.from_dict(raw, source=str(path))

@@ -1,0 +1,104 @@
+"""Intensity preprocessing per modality and resizing to the model's input.
+
+The chosen recipe is an `Intensity` record stored in the model card, so `predict` applies exactly what
+training applied. Modes:
+- scale:  integer images divided by their type's maximum (8-bit to 0-1), the usual for X-ray, ultrasound, RGB;
+- ct:     Hounsfield units clipped to a window [center - width/2, center + width/2], mapped to 0-1;
+- mr:     z-score over the foreground (non-zero) voxels of each image;
+- minmax: each image mapped to 0-1 between its 0.5th and 99.5th percentiles.
+After the mode, the whole set is standardised with the training set's mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from medattn.errors import ConfigError, DataError
+
+MODES = ("scale", "ct", "mr", "minmax")
+MODALITY_MODES = {
+    "ct": "ct",
+    "mr": "mr",
+    "xray": "scale",
+    "rgb": "scale",
+    "ultrasound": "scale",
+    "minmax": "minmax",
+}
+DEFAULT_CT_WINDOW = (40.0, 400.0)  # soft tissue
+
+
+@dataclass
+class Intensity:
+    mode: str = "scale"
+    scale: float = 1.0 / 255.0
+    window: tuple[float, float] = DEFAULT_CT_WINDOW
+    mean: float = 0.0
+    std: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "window": list(self.window)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Intensity:
+        return cls(**{**raw, "window": tuple(raw.get("window", DEFAULT_CT_WINDOW))})
+
+
+def choose_intensity(
+    modality: str, dtype: np.dtype, *, window: list[float] | None = None, dicom_modality: str | None = None
+) -> Intensity:
+    """Pick the mode for a configured modality ("auto" looks at the DICOM modality and the pixel type)."""
+    if modality not in (*MODALITY_MODES, "auto"):
+        raise ConfigError(f"data.modality {modality!r} is not one of auto, {', '.join(MODALITY_MODES)}")
+    mode = MODALITY_MODES.get(modality)
+    if mode is None:  # auto
+        if dicom_modality == "CT":
+            mode = "ct"
+        elif dicom_modality == "MR":
+            mode = "mr"
+        elif np.dtype(dtype) in (np.uint8, np.uint16):
+            mode = "scale"
+        else:
+            mode = "minmax"
+    if mode == "scale" and np.dtype(dtype).kind not in "ui":
+        mode = "minmax"  # floats have no type maximum to divide by
+    scale = 1.0 / float(np.iinfo(dtype).max) if np.dtype(dtype).kind in "ui" else 1.0
+    return Intensity(mode=mode, scale=scale, window=tuple(window) if window else DEFAULT_CT_WINDOW)
+
+
+def to_unit(image: np.ndarray, intensity: Intensity) -> np.ndarray:
+    """Apply the modality mode to one image (C, *spatial); returns float32."""
+    x = image.astype(np.float32, copy=False)
+    if intensity.mode == "scale":
+        return x * np.float32(intensity.scale)
+    if intensity.mode == "ct":
+        center, width = intensity.window
+        low = center - width / 2
+        return np.clip((x - low) / width, 0.0, 1.0)
+    if intensity.mode == "mr":
+        foreground = x[x != 0]
+        values = foreground if foreground.size > 10 else x.ravel()
+        return (x - values.mean()) / (values.std() + 1e-6)
+    low, high = np.percentile(x, [0.5, 99.5])
+    return np.clip((x - low) / (high - low + 1e-6), 0.0, 1.0)
+
+
+def resize(batch, size: list[int] | tuple[int, ...] | None):
+    """Resize a float tensor (N, C, *spatial) to `size` with area/trilinear interpolation (images only)."""
+    import torch.nn.functional as F
+
+    if size is None or tuple(batch.shape[2:]) == tuple(size):
+        return batch
+    if len(size) != batch.ndim - 2:
+        raise ConfigError(f"data.size {list(size)} has {len(size)} axes but the images have {batch.ndim - 2}")
+    shrinking = all(s <= t for s, t in zip(size, batch.shape[2:], strict=True))
+    mode = "area" if shrinking else ("bilinear" if batch.ndim == 4 else "trilinear")
+    options = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(batch, size=tuple(size), mode=mode, **options)
+
+
+def check_finite(array: np.ndarray, where: str) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise DataError(f"{where}: {bad} NaN or infinite pixel value(s)")

@@ -1,0 +1,121 @@
+"""`evaluate` and `predict` for classification runs: scoring a split, classifying files, printing reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medattn.data.sources import open_source
+from medattn.data.tensors import prepare, prepare_image
+from medattn.errors import DataError
+from medattn.inference import load_run, predict_probs
+from medattn.progress import track
+from medattn.runs import atomic_write_json, read_json
+
+
+def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test") -> dict:
+    from medattn.evaluate.metrics import classification_metrics
+
+    run = load_run(run_dir)
+    path = data or run.config.data.path
+    source = open_source(path, task=run.task, class_names=None)
+    if len(source.class_names) != len(run.card["class_names"]):
+        raise DataError(
+            f"{path}: {len(source.class_names)} classes, but the run was trained on "
+            f"{len(run.card['class_names'])} ({', '.join(run.card['class_names'])})"
+        )
+    if split not in source.splits:
+        raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
+    prepared = prepare(
+        source, split, run.intensity, run.size, progress=lambda items: track(items, f"reading {split} images")
+    )
+    _check_input(run, prepared.x.shape[1:], where=f"{path} [{split}]")
+    probs = predict_probs(run.model, prepared.x, task=run.task)
+    metrics = classification_metrics(
+        prepared.y.numpy(),
+        probs,
+        task=run.task,
+        threshold=run.card.get("threshold"),
+        class_names=run.card["class_names"],
+    )
+    metrics = {"run": str(run.path), "data": str(path), "split": split, "task": run.task, **metrics}
+    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
+    recorded[split] = metrics
+    atomic_write_json(run.path / "metrics.json", recorded)
+    return metrics
+
+
+def _check_input(run, shape, *, where: str) -> None:
+    channels, spatial = shape[0], list(shape[1:])
+    expected = run.card["model"]
+    if len(spatial) != expected["spatial_dims"]:
+        raise DataError(f"{where}: {len(spatial)}D images, but the model is {expected['spatial_dims']}D")
+    if channels != expected["in_channels"]:
+        raise DataError(f"{where}: {channels} channel(s), but the model takes {expected['in_channels']}")
+
+
+def predict_files(run_dir: str | Path, files: list[Path]) -> dict:
+    from medattn.data.readers import read_image
+
+    run = load_run(run_dir)
+    rows = []
+    for file in files:
+        array, meta = read_image(file)
+        array = _match_channels(array, run.card["model"]["in_channels"], where=str(file))
+        x = prepare_image(array, run.intensity, run.size if len(run.size) == array.ndim - 1 else None, where=str(file))
+        _check_input(run, x.shape[1:], where=str(file))
+        probs = predict_probs(run.model, x, task=run.task)[0]
+        rows.append({"file": str(file), **_decide(probs, run), "modality": meta.modality})
+    return {"run": str(run.path), "task": run.task, "predictions": rows}
+
+
+def _match_channels(array: np.ndarray, channels: int, *, where: str) -> np.ndarray:
+    """A grayscale image stored as RGB (three equal channels) is taken as grayscale; other mismatches fail."""
+    if (
+        array.shape[0] == 3
+        and channels == 1
+        and np.array_equal(array[0], array[1])
+        and np.array_equal(array[0], array[2])
+    ):
+        return array[:1]
+    if array.shape[0] == 3 and channels == 1:
+        raise DataError(f"{where}: a colour image, but the model takes 1-channel (grayscale) input")
+    return array
+
+
+def _decide(probs: np.ndarray, run) -> dict:
+    names = run.card["class_names"]
+    threshold = run.card.get("threshold")
+    if run.task == "multilabel":
+        cut = 0.5 if threshold is None else threshold
+        chosen = [n for n, p in zip(names, probs, strict=True) if p > cut]  # strict, as MedMNIST
+        return {"class": chosen, "probabilities": dict(zip(names, map(float, probs), strict=True))}
+    index = int(probs[1] > threshold) if run.task == "binary" and threshold is not None else int(np.argmax(probs))
+    return {
+        "class": names[index],
+        "class_index": index,
+        "probabilities": dict(zip(names, map(float, probs), strict=True)),
+    }
+
+
+def print_report(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['split']} split of {metrics['data']} (n = {metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for key in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1_macro", "ece"):
+        if key in metrics:
+            ci = metrics.get(f"{key}_ci")
+            table.add_row(key, f"{metrics[key]:.4f}", f"{ci[0]:.4f} – {ci[1]:.4f}" if ci else "")
+    console = Console()
+    console.print(table)
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None and metrics["task"] != "multilabel":
+        console.print("confusion matrix (rows: true, columns: predicted):")
+        for row in matrix:
+            console.print("  " + " ".join(f"{v:>6}" for v in row))
+    console.print(f"metrics written to {Path(metrics['run']) / 'metrics.json'}")

@@ -1,0 +1,18 @@
+"""Model families, one file each, all built from medattn.layers and registered by name.
+
+Importing this package registers every family; build models with `create_model(name, ...)`.
+"""
+
+from torch import nn
+
+from medattn.models import cnn, hybrid, resnet, vit  # noqa: F401  (each registers its models)
+from medattn.models.base import Classifier
+from medattn.registry import MODELS, create_model
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those that require grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["MODELS", "Classifier", "count_parameters", "create_model"]

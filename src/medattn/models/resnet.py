@@ -1,0 +1,199 @@
+"""Residual networks: the MedMNIST ResNet-18 baseline and a small ResNet with attention in every block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from medattn.layers import (
+    CBAM,
+    ClassifierHead,
+    ConvNormAct,
+    EfficientChannelAttention,
+    SqueezeExcitation,
+    conv_type,
+    max_pool_type,
+    norm_layer,
+)
+from medattn.models.base import Classifier, check_choice, check_lengths
+from medattn.registry import MODELS
+
+ATTENTIONS = ("se", "eca", "cbam", "none")
+
+
+def attention_module(kind: str, channels: int, *, spatial_dims: int, reduction: int) -> nn.Module:
+    """The attention applied at the end of a residual branch, by name."""
+    check_choice("attention", kind, ATTENTIONS)
+    if kind == "se":
+        return SqueezeExcitation(channels, spatial_dims=spatial_dims, reduction=reduction)
+    if kind == "eca":
+        return EfficientChannelAttention(channels, spatial_dims=spatial_dims)
+    if kind == "cbam":
+        return CBAM(channels, spatial_dims=spatial_dims, reduction=reduction)
+    return nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-act -> conv-norm -> attention, + shortcut (1x1 conv + norm if the shape changes) -> act."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        spatial_dims: int,
+        stride: int = 1,
+        kernel_size: int = 3,
+        norm: str = "batch",
+        attention: str = "none",
+        reduction: int = 16,
+    ) -> None:
+        super().__init__()
+        options = {"spatial_dims": spatial_dims, "kernel_size": kernel_size, "norm": norm}
+        self.conv1 = ConvNormAct(in_channels, out_channels, stride=stride, **options)
+        self.conv2 = ConvNormAct(out_channels, out_channels, act=None, **options)
+        self.attention = attention_module(attention, out_channels, spatial_dims=spatial_dims, reduction=reduction)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                conv_type(spatial_dims)(in_channels, out_channels, 1, stride=stride, bias=False),
+                norm_layer(norm, spatial_dims, out_channels),
+            )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, *S)
+        branch = self.attention(self.conv2(self.conv1(x)))  # (B, C_out, *S / stride)
+        return self.act(branch + self.shortcut(x))
+
+
+class ResNet(Classifier):
+    """Stem -> stages of residual blocks (stage 0 at stride 1, later stages halve the grid) -> head.
+
+    Not registered itself: `resnet18` and `attn_resnet` build it and record their own options.
+    """
+
+    def __init__(
+        self,
+        *,
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        widths: Sequence[int],
+        depths: Sequence[int],
+        stem_kernel: int = 3,
+        stem_stride: int = 1,
+        stem_pool: bool = False,
+        kernel_size: int = 3,
+        attention: str = "none",
+        reduction: int = 16,
+        norm: str = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes)
+        check_lengths(widths=widths, depths=depths)
+        check_choice("attention", attention, ATTENTIONS)
+        stem: list[nn.Module] = [
+            ConvNormAct(
+                in_channels,
+                widths[0],
+                spatial_dims=spatial_dims,
+                kernel_size=stem_kernel,
+                stride=stem_stride,
+                norm=norm,
+            )
+        ]
+        if stem_pool:
+            stem.append(max_pool_type(spatial_dims)(3, stride=2, padding=1))
+        self.stem = nn.Sequential(*stem)
+        stages = []
+        channels = widths[0]
+        for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+            blocks = [
+                ResidualBlock(
+                    channels if block == 0 else width,
+                    width,
+                    spatial_dims=spatial_dims,
+                    stride=2 if index > 0 and block == 0 else 1,
+                    kernel_size=kernel_size,
+                    norm=norm,
+                    attention=attention,
+                    reduction=reduction,
+                )
+                for block in range(depth)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            channels = width
+        self.stages = nn.Sequential(*stages)
+        self.feature_channels = channels
+        self.head = ClassifierHead(channels, num_classes, spatial_dims=spatial_dims, dropout=dropout)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))  # (B, widths[-1], *grid)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)  # (B, num_classes)
+
+
+STEMS = {  # name -> (kernel, stride, max-pool)
+    "small": (3, 1, False),  # MedMNIST "ResNet-18 (28)": keeps 28 x 28 inputs at full resolution
+    "imagenet": (7, 2, True),  # the original ResNet stem, for larger inputs
+}
+
+
+@MODELS.register("resnet18", description="ResNet-18 (BasicBlock [2,2,2,2], 64-512): the MedMNIST baseline")
+def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, stem: str = "small") -> ResNet:
+    """ResNet-18; stem "small" (3x3 stride 1, no max-pool) or "imagenet" (7x7 stride 2 + max-pool)."""
+    kernel, stride, pool = STEMS[check_choice("stem", stem, tuple(STEMS))]
+    model = ResNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        widths=(64, 128, 256, 512),
+        depths=(2, 2, 2, 2),
+        stem_kernel=kernel,
+        stem_stride=stride,
+        stem_pool=pool,
+    )
+    model._record("resnet18", stem=stem)
+    return model
+
+
+@MODELS.register("attn_resnet", description="small residual CNN with SE/ECA/CBAM attention in every block")
+def attn_resnet(
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    widths: Sequence[int] = (32, 64, 128),
+    depths: Sequence[int] = (1, 1, 1),
+    stem_stride: int = 1,
+    kernel_size: int = 3,
+    attention: str = "se",
+    reduction: int = 8,
+    dropout: float = 0.0,
+    norm: str = "batch",
+) -> ResNet:
+    """Residual CNN, fast on CPU, with attention ("se", "eca", "cbam" or "none") ending every block."""
+    widths, depths = tuple(widths), tuple(depths)
+    model = ResNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        widths=widths,
+        depths=depths,
+        stem_kernel=kernel_size,
+        stem_stride=stem_stride,
+        kernel_size=kernel_size,
+        attention=attention,
+        reduction=reduction,
+        norm=norm,
+        dropout=dropout,
+    )
+    options = {"widths": widths, "depths": depths, "stem_stride": stem_stride, "kernel_size": kernel_size}
+    model._record("attn_resnet", **options, attention=attention, reduction=reduction, dropout=dropout, norm=norm)
+    return model

@@ -1,0 +1,91 @@
+"""Run directories: created once, never silently overwritten, every file written atomically.
+
+A run holds config.yaml, model.safetensors, model.json (the model card), history.csv,
+checkpoint/ (resume state) and, after `evaluate`, metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from medattn.errors import RunDirError
+
+CHECKPOINT = "checkpoint/last.pt"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: a kill leaves the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_torch(path: Path, payload: dict) -> None:
+    import torch
+
+    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+
+
+def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> Path:
+    """Create `out` for a new run, or check it can be resumed. Refuses to overwrite without --force."""
+    out = Path(out)
+    if resume and force:
+        raise RunDirError("--resume and --force contradict each other: choose one")
+    exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise RunDirError(f"cannot resume {out}: no {CHECKPOINT} there (start a new run without --resume)")
+        return out
+    if exists:
+        if not force:
+            raise RunDirError(
+                f"run directory {out} already exists; pass --resume to continue it or --force to replace it"
+            )
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def require_run(run: str | Path) -> Path:
+    """A finished run: it has the weights, the card and the config."""
+    run = Path(run)
+    missing = [n for n in ("config.yaml", "model.safetensors", "model.json") if not (run / n).is_file()]
+    if missing:
+        raise RunDirError(f"{run} is not a finished medattn run: missing {', '.join(missing)}")
+    return run
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise RunDirError(f"cannot read {path}: {error}") from error

@@ -1,0 +1,1 @@
+"""Training engine: optimiser, schedule, losses, checkpoints, the run directory."""

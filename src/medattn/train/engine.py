@@ -1,0 +1,248 @@
+"""The training loop: AdamW, one-cycle or cosine schedule, clipping, optional EMA and mixed precision,
+best epoch chosen on validation, atomic checkpoints after every epoch, resumable after a kill.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from medattn.config import RunConfig, save_config
+from medattn.data.augment import Augment
+from medattn.inference import predict_probs
+from medattn.progress import bar, console
+from medattn.registry import create_model
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, atomic_write_text
+from medattn.train import checkpoint as ckpt
+from medattn.train.card import model_card
+from medattn.train.data import TrainingData, load_training_data
+from medattn.train.device import autocast, grad_scaler, select_device, use_threads
+from medattn.train.losses import build_loss
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_auc",
+    "val_acc",
+    "val_balanced_acc",
+    "seconds",
+    "images_per_second",
+)
+
+
+def build_schedule(optimizer, *, name: str, lr: float, total_steps: int):
+    import torch
+
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.2)
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def validation_scores(model, data: TrainingData, loss_fn, *, device, amp: bool) -> dict:
+    import torch
+
+    from medattn.evaluate.metrics import classification_metrics
+
+    probs = predict_probs(model, data.val.x, task=data.source.task, device=device, amp=amp)
+    scores = classification_metrics(data.val.y.numpy(), probs, task=data.source.task, ci=False)
+    with torch.no_grad():  # loss from probabilities: the same value the loss gives on logits for CE
+        p = torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)
+        logits = p.log() if data.source.task != "multilabel" else (p / (1 - p)).log()
+        scores["loss"] = float(loss_fn(logits.float(), data.val.y))
+    return scores
+
+
+def _score(scores: dict, metric: str) -> float:
+    if metric == "loss" or not math.isfinite(scores.get(metric, float("nan"))):
+        return -scores["loss"]
+    return scores[metric]
+
+
+def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False) -> dict:
+    """Train as `config` says, writing the run directory `run` (already prepared by runs.prepare_run_dir)."""
+    import torch
+
+    train_cfg = config.train
+    use_threads(train_cfg.threads)
+    device = select_device(train_cfg.device)
+    torch.manual_seed(train_cfg.seed)
+    data = load_training_data(config)
+    model = create_model(
+        config.model.name,
+        spatial_dims=data.spatial_dims,
+        in_channels=data.in_channels,
+        num_classes=data.num_outputs,
+        options=config.model.options,
+    ).to(device)
+    counts = data.source.class_counts("train")
+    loss_fn = build_loss(
+        task=data.source.task,
+        loss=train_cfg.loss,
+        counts=counts,
+        n=len(data.train.y),
+        gamma=train_cfg.focal_gamma,
+        smoothing=train_cfg.label_smoothing,
+    )
+    n, batch = len(data.train.y), min(train_cfg.batch_size, len(data.train.y))
+    steps = sum(1 for s in range(0, n, batch) if min(batch, n - s) >= 2)
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():  # no weight decay on norms, biases, embeddings
+        (no_decay if parameter.ndim <= 1 or "pos_embed" in name or "token" in name else decay).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": train_cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=train_cfg.lr,
+    )
+    scheduler = build_schedule(
+        optimizer, name=train_cfg.schedule, lr=train_cfg.lr, total_steps=steps * train_cfg.epochs
+    )
+    ema = None
+    if train_cfg.ema > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema), use_buffers=True
+        )
+    order = torch.Generator().manual_seed(train_cfg.seed)
+    augment = Augment(config.data.augment, spatial_dims=data.spatial_dims, seed=train_cfg.seed + 1)
+    generators = {"order": order, "augment": augment.generator}
+    scaler = grad_scaler(device, train_cfg.amp)
+
+    start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
+    if resume:
+        state = ckpt.load_checkpoint(run)
+        ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        start, history, best = state["epoch"] + 1, state["history"], state["best"]
+    else:
+        save_config(config, run / "config.yaml")
+
+    evaluated = ema.module if ema is not None else model
+    stale = sum(1 for row in history if row["epoch"] > best["epoch"])
+    started = time.perf_counter()
+    with bar() as progress:
+        task = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
+        for epoch in range(start, train_cfg.epochs):
+            tick = time.perf_counter()
+            model.train()
+            permutation = torch.randperm(n, generator=order)
+            total_loss, seen = 0.0, 0
+            for s in range(0, n, batch):
+                index = permutation[s : s + batch]
+                if len(index) < 2:  # batch norm cannot train on a single image
+                    continue
+                x = augment(data.train.x[index]).to(device, non_blocking=True)
+                y = data.train.y[index].to(device)
+                with autocast(device, train_cfg.amp):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"epoch {epoch + 1}: the loss became {loss.item()}; lower train.lr")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if train_cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                total_loss += loss.item() * len(index)
+                seen += len(index)
+                progress.update(
+                    task,
+                    advance=1,
+                    status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}",
+                )
+            seconds = time.perf_counter() - tick
+            scores = validation_scores(evaluated, data, loss_fn, device=device, amp=train_cfg.amp)
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": total_loss / max(seen, 1),
+                "val_loss": scores["loss"],
+                "val_auc": scores["auc"],
+                "val_acc": scores["acc"],
+                "val_balanced_acc": scores["balanced_acc"],
+                "seconds": seconds,
+                "images_per_second": seen / max(seconds, 1e-9),
+            }
+            history.append(row)
+            score = _score(scores, train_cfg.select_metric)
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch, "scores": _plain(scores)}
+                atomic_save_safetensors(run / "checkpoint" / "best.safetensors", evaluated.state_dict())
+                stale = 0
+            else:
+                stale += 1
+            ckpt.save_checkpoint(
+                run,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                ema=ema,
+                epoch=epoch,
+                best=best,
+                history=history,
+                generators=generators,
+            )
+            _write_history(run, history)
+            progress.update(
+                task,
+                status=f"epoch {epoch + 1} val auc {scores['auc']:.3f} acc {scores['acc']:.3f} "
+                f"(best {best['scores'].get('auc', float('nan')):.3f} @ {best['epoch'] + 1})",
+            )
+            if train_cfg.patience and stale >= train_cfg.patience:
+                console().print(f"early stop after epoch {epoch + 1}: no gain for {stale} epochs")
+                break
+    return _finish(
+        config,
+        run,
+        data,
+        model=evaluated,
+        best=best,
+        history=history,
+        device=device,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _plain(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if isinstance(v, int | float | str)}
+
+
+def _write_history(run: Path, history: list[dict]) -> None:
+    lines = [",".join(HISTORY_COLUMNS)]
+    lines += [
+        ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
+        for row in history
+    ]
+    atomic_write_text(run / "history.csv", "\n".join(lines) + "\n")
+
+
+def _finish(config, run: Path, data: TrainingData, *, model, best: dict, history: list, device, seconds) -> dict:
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "checkpoint" / "best.safetensors")
+    model.load_state_dict(weights)
+    card = model_card(config, data, model=model, best=best, history=history, device=device)
+    atomic_save_safetensors(run / "model.safetensors", weights, metadata={"medattn_model": config.model.name})
+    atomic_write_json(run / "model.json", card)
+    return {
+        "run": str(run),
+        "best_epoch": best["epoch"] + 1,
+        "val": best["scores"],
+        "epochs_run": len(history),
+        "train_images_per_second": card["training"]["images_per_second"],
+        "checkpoint": str(run / CHECKPOINT),
+    }

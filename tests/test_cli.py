@@ -1,0 +1,120 @@
+"""The command line as users and other tools call it: exact names, flags, --json contracts, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medattn.data.phantom import save_medmnist_npz
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def medattn(*args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "medattn", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"medattn {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "phantom.npz"
+    save_medmnist_npz(data, n_train=120, n_val=40, n_test=50, spatial_dims=2, size=20, num_classes=2, seed=2)
+    config = root / "tiny.yaml"
+    config.write_text("model: {name: attn_resnet, options: {widths: [8, 16, 32]}}\ntrain: {batch_size: 32}\n")
+    result = medattn("train", "--data", data, "--out", root / "run", "--epochs", "2", "--config", config, "--json")
+    return root, data, json.loads(result.stdout)
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, medattn.cli; print('torch' in sys.modules, 'monai' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    help_text = medattn("--help").stdout
+    for command in ("train", "evaluate", "predict", "models", "demo"):
+        assert command in help_text
+
+
+def test_train_json_is_one_object(trained):
+    _, _, result = trained
+    assert result["epochs_run"] == 2
+    assert set(result["val"]) >= {"auc", "acc"}
+
+
+def test_evaluate_json(trained):
+    root, data, _ = trained
+    out = medattn("evaluate", root / "run", "--data", data, "--split", "test", "--json")
+    metrics = json.loads(out.stdout)  # stdout holds exactly one JSON object
+    assert {"auc", "acc", "balanced_acc", "ece", "n"} <= set(metrics)
+    assert metrics["n"] == 50
+    assert 0.0 <= metrics["auc"] <= 1.0
+    assert metrics["auc_ci"][0] <= metrics["auc"] <= metrics["auc_ci"][1]
+    assert "test" in json.loads((root / "run" / "metrics.json").read_text())
+
+
+def test_predict_png_files(trained, tmp_path):
+    root, data, _ = trained
+    images = np.load(data)["test_images"][:2]
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"case{i}.png")
+        Image.fromarray(image).save(files[-1])
+    out = json.loads(medattn("predict", root / "run", *files, "--json").stdout)
+    assert [Path(p["file"]).name for p in out["predictions"]] == ["case0.png", "case1.png"]
+    for row in out["predictions"]:
+        assert row["class"] in ("0", "1")
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_models_json_lists_every_model_with_parameters():
+    out = json.loads(medattn("models", "--json").stdout)
+    names = {row["name"]: row["parameters"] for row in out["models"]}
+    assert {"cnn", "resnet18", "attn_resnet", "hybrid", "vit"} <= set(names)
+    assert names["resnet18"] == pytest.approx(11.17e6, rel=0.002)
+
+
+def test_unknown_model_name_suggests_close_matches(trained, tmp_path):
+    _, data, _ = trained
+    result = medattn("train", "--data", data, "--out", tmp_path / "r", "--model", "atn_resnet", check=False)
+    assert result.returncode == 2
+    assert "attn_resnet" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_needs_resume_or_force(trained):
+    root, data, _ = trained
+    result = medattn("train", "--data", data, "--out", root / "run", check=False)
+    assert result.returncode == 2
+    assert "--resume" in result.stderr
+    assert "--force" in result.stderr
+    assert (root / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "{tmp}/missing-run"], "not a finished medattn run"),
+        (["train", "--data", "{tmp}/nothing.npz", "--out", "{tmp}/r2"], "does not exist"),
+        (["train", "--data", "{data}", "--out", "{tmp}/r3", "--size", "big"], "--size"),
+    ],
+)
+def test_bad_arguments_fail_cleanly(trained, tmp_path, args, message):
+    _, data, _ = trained
+    result = medattn(*[a.format(tmp=tmp_path, data=data) for a in args], check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

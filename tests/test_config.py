@@ -1,0 +1,49 @@
+"""Run configs: strict YAML round trip, unknown keys and bad values rejected with the key named."""
+
+import pytest
+
+from medattn.config import RunConfig, load_config, save_config
+from medattn.errors import ConfigError
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    config = RunConfig()
+    config.data.path = "x.npz"
+    config.data.size = [32, 32]
+    config.model.options = {"widths": [8, 16], "attention": "cbam"}
+    config.train.epochs = 3
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("train: {epoch: 3}", "epoch"),
+        ("modle: {name: cnn}", "modle"),
+        ("train: {schedule: linear}", "train.schedule"),
+        ("train: {loss: hinge}", "train.loss"),
+        ("data: {task: regression}", "data.task"),
+        ("train: [1, 2]", "expected a mapping"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, named):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=named):
+        load_config(path)
+
+
+def test_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("train: {epochs: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_yaml_is_never_evaluated(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("train: !!python/object/apply:os.system ['echo hacked']")
+    with pytest.raises(ConfigError):
+        load_config(path)
