@@ -110,11 +110,38 @@ def test_existing_run_needs_resume_or_force(trained):
         (["evaluate", "{tmp}/missing-run"], "not a finished medattn run"),
         (["train", "--data", "{tmp}/nothing.npz", "--out", "{tmp}/r2"], "does not exist"),
         (["train", "--data", "{data}", "--out", "{tmp}/r3", "--size", "big"], "--size"),
+        (["train", "--data", "{data}", "--out", "{tmp}/r4", "--loss", "hinge"], "train.loss"),
+        (["train", "--data", "{tmp}/empty", "--out", "{tmp}/r5"], "empty folder"),
+        (["evaluate", "{run}", "--data", "{data}", "--split", "holdout"], "no 'holdout' split"),
+        (["predict", "{run}", "{tmp}/missing.png"], "no such file"),
     ],
 )
 def test_bad_arguments_fail_cleanly(trained, tmp_path, args, message):
-    _, data, _ = trained
-    result = medattn(*[a.format(tmp=tmp_path, data=data) for a in args], check=False)
+    root, data, _ = trained
+    (tmp_path / "empty").mkdir()
+    result = medattn(*[a.format(tmp=tmp_path, data=data, run=root / "run") for a in args], check=False)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_failed_training_leaves_no_run_directory(trained, tmp_path):
+    _, data, _ = trained
+    bad = tmp_path / "mismatch.npz"
+    np.savez(bad, train_images=np.zeros((6, 8, 8), np.uint8), train_labels=np.zeros((5, 1), np.int64))
+    result = medattn("train", "--data", bad, "--out", tmp_path / "run", check=False)
+    assert result.returncode == 2
+    assert "6 images but 5 labels" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_and_says_where(tmp_path):
+    out = tmp_path / "demo"
+    result = json.loads(medattn("demo", "--out", out, "--json").stdout)
+    assert result["classification"]["auc"] > 0.85
+    assert Path(result["outputs"]) == out.resolve()
+    assert (out / "classification" / "metrics.json").is_file()
+    again = medattn("demo", "--out", out, check=False)
+    assert again.returncode == 2
+    assert "--force" in again.stderr

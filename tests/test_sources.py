@@ -138,3 +138,26 @@ def test_unknown_data_kind(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataError, match="expected an .npz"):
         open_source(tmp_path / "x.txt")
+
+
+def test_npz_with_nan_pixels(tmp_path):
+    path = tmp_path / "nan.npz"
+    images = np.zeros((4, 8, 8), np.float32)
+    images[1, 2, 3] = np.nan
+    np.savez(path, train_images=images, train_labels=np.array([[0], [1], [0], [1]]))
+    with pytest.raises(ReadError, match=r"nan\.npz.*NaN"):
+        open_source(path)
+
+
+def test_npz_that_is_not_a_zip(tmp_path):
+    path = tmp_path / "fake.npz"
+    path.write_text("not an archive")
+    with pytest.raises(ReadError, match="fake.npz"):
+        open_source(path)
+
+
+def test_class_names_must_match_the_labels(tmp_path):
+    for label in ("a", "b"):
+        _png(tmp_path / label / "x.png", 5)
+    with pytest.raises(DataError, match="3 class names"):
+        open_source(tmp_path, class_names=["x", "y", "z"])

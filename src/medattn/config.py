@@ -15,8 +15,15 @@ import yaml
 
 from medattn.errors import ConfigError
 
-# The default classification model: chosen by benchmarks/medmnist.py (README table).
+# The default classification model and its options per dimension: chosen by benchmarks/medmnist.py (README
+# table). 3D starts with a stride-2 stem and narrower stages: a 28^3 volume has 28x the voxels of a 28^2 image.
 DEFAULT_MODEL = "attn_resnet"
+DEFAULT_OPTIONS = {
+    2: {"widths": [32, 64, 128], "depths": [1, 1, 1], "stem_stride": 1, "attention": "se"},
+    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
+}
+# epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
+AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 20, 60
 TASKS = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
 LOSSES = ("ce", "weighted_ce", "focal")
@@ -52,7 +59,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 0  # 0 = auto: about AUTO_IMAGES training images, 20 to 60 epochs
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -60,14 +67,14 @@ class TrainConfig:
     grad_clip: float = 2.0
     loss: str = "ce"
     focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     select_metric: str = "auc"  # the best epoch is chosen on validation by this metric, never on test
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     amp: bool = True  # mixed precision where the device supports it (CUDA)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads; 0 = all cores
-    ema: float = 0.0  # exponential moving average of weights, e.g. 0.99; 0 = off
+    ema: float = 0.99  # exponential moving average of the weights (evaluated and saved); 0 = off
 
 
 @dataclass
@@ -86,13 +93,22 @@ class RunConfig:
         for value, allowed, key in checks:
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        if self.train.epochs < 1 or self.train.batch_size < 1:
-            raise ConfigError("train.epochs and train.batch_size must be at least 1")
+        if self.train.epochs < 0 or self.train.batch_size < 1:
+            raise ConfigError("train.epochs must be 0 (auto) or more, train.batch_size at least 1")
         if not 0 < self.train.lr < 10:
             raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
         if not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         return self
+
+    def resolved(self, *, spatial_dims: int, n_train: int) -> RunConfig:
+        """A copy with the automatic choices made concrete, as saved in config.yaml (so a resume is exact)."""
+        config = RunConfig.from_dict(self.to_dict())
+        if config.model.name == DEFAULT_MODEL and not config.model.options:
+            config.model.options = dict(DEFAULT_OPTIONS[spatial_dims])
+        if config.train.epochs == 0:
+            config.train.epochs = min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, -(-AUTO_IMAGES // max(n_train, 1))))
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

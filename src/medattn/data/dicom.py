@@ -1,179 +1,316 @@
 """DICOM through pydicom: one file, or a folder holding one series.
 
-Slices are ordered by their position along the slice normal (InstanceNumber when positions are absent),
-the spacing between slices comes from those positions (SliceThickness ignores gaps), rescale
-slope/intercept are applied, and compressed transfer syntaxes decode through pydicom's handlers.
-Arrays are (C, H, W) for one slice and (C, D, H, W) for a series; the affine maps (slice, row, column)
-indices to RAS+ millimetres (DICOM's patient space is LPS, so x and y change sign).
+Axes: one single-frame file gives (C, H, W) = (samples, rows, columns); a series folder or a multi-frame
+file gives (C, D, H, W) = (samples, slice, row, column). Slices are sorted by their position along the
+slice normal (row direction x column direction), so the slice index grows along the normal.
+The affine maps (row, column) or (slice, row, column) indices to RAS+ mm. DICOM patient space is LPS,
+so x and y change sign. The slice column of the affine is the measured step between slice positions,
+so a gantry tilt shows up as a shear instead of being silently squared off.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from medattn.data.meta import ImageMeta, orientation_codes
+from medattn.data.meta import ImageMeta, orientation_codes, require_finite, to_plain
 from medattn.errors import ReadError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Rounding in ImagePositionPatient moves gaps by well under 1 %; a bigger spread is a missing or extra
+# slice, and a stack with uneven gaps cannot be described by one affine.
+GAP_TOLERANCE = 0.01
+# pydicom and its decoder plugins raise all of these for damaged or undecodable data.
+_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError,
+                  IndexError, OSError, EOFError)
+_EXTRA_TAGS = ("WindowCenter", "WindowWidth", "PhotometricInterpretation", "SeriesDescription",
+               "StudyInstanceUID", "BodyPartExamined", "SliceThickness")
+
+
+class _Plane(NamedTuple):
+    row_dir: np.ndarray  # unit LPS vector along a row (column index grows)
+    col_dir: np.ndarray  # unit LPS vector down a column (row index grows)
+    row_spacing: float  # mm between rows (PixelSpacing[0])
+    col_spacing: float  # mm between columns (PixelSpacing[1])
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_dir, self.col_dir)
 
 
 def is_dicom_file(path: Path) -> bool:
+    """True when the DICM marker of the Part 10 file format sits at byte 128."""
     try:
-        with path.open("rb") as handle:
+        with Path(path).open("rb") as handle:
             handle.seek(128)
             return handle.read(4) == b"DICM"
     except OSError:
         return False
 
 
-def _dataset(path: Path, *, pixels: bool = True):
+def _read(path: Path, *, pixels: bool = True) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=not pixels)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise ReadError(path, f"not a readable DICOM file ({error})") from error
-    if pixels and "PixelData" not in dataset:
-        raise ReadError(path, "the DICOM file holds no pixel data")
+    except (InvalidDicomError, *_DECODE_ERRORS) as error:
+        raise ReadError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from error
+    if pixels and not any(tag in dataset for tag in PIXEL_TAGS):
+        # pydicom stops quietly at the end of a truncated file, so "no pixels" also means "cut short".
+        raise ReadError(path, "the DICOM file holds no pixel data (a header-only object, or truncated)")
     return dataset
 
 
-def _pixels(dataset, path: Path) -> np.ndarray:
-    """(C, frames, H, W) in stored values, rescale applied."""
+def _find(dataset: Any, keyword: str, *, frame: int = 0) -> Any:
+    """A value from the top level, else from enhanced multi-frame functional groups (shared, then per frame)."""
+    if keyword in dataset and dataset[keyword].value not in (None, ""):
+        return dataset[keyword].value
+    groups = [seq[min(frame, len(seq) - 1)] if name.startswith("PerFrame") else seq[0]
+              for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+              if (seq := dataset.get(name))]
+    for group in groups:
+        for element in group:
+            if element.VR != "SQ":
+                continue
+            for item in element.value:
+                if keyword in item and item[keyword].value not in (None, ""):
+                    return item[keyword].value
+    return None
+
+
+def _floats(value: Any, count: int, path: Path, keyword: str) -> np.ndarray:
     try:
-        array = dataset.pixel_array
-    except Exception as error:  # pydicom raises many types for damaged or undecodable pixel data
-        raise ReadError(path, f"cannot decode the pixel data ({type(error).__name__}: {error})") from error
-    samples = int(getattr(dataset, "SamplesPerPixel", 1))
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    if samples == 1:
-        array = array.reshape(frames, *array.shape[-2:])[None]  # (1, F, H, W)
-    else:
-        array = np.moveaxis(array.reshape(frames, *array.shape[-3:]), -1, 0)  # (3, F, H, W)
-    slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
-    if slope != 1 or intercept != 0:
-        array = array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    return array.astype(array.dtype.newbyteorder("=")) if array.dtype.byteorder not in "=|" else array
+        array = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ReadError(path, f"{keyword} is not numeric ({value!r})") from error
+    if array.size != count or not np.isfinite(array).all():
+        raise ReadError(path, f"{keyword} must hold {count} finite numbers, found {value!r}")
+    return array
 
 
-def _geometry(dataset) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    orientation = np.asarray(getattr(dataset, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    spacing = getattr(dataset, "PixelSpacing", None) or getattr(dataset, "ImagerPixelSpacing", None) or [1, 1]
-    return row_dir, col_dir, (float(spacing[0]), float(spacing[1]))
+def _plane(dataset: Any, path: Path) -> _Plane:
+    iop = _find(dataset, "ImageOrientationPatient")
+    # Secondary captures and many rasters have no orientation: treat them as axial, unit-less pictures.
+    iop = _floats(iop, 6, path, "ImageOrientationPatient") if iop is not None else np.array([1., 0, 0, 0, 1, 0])
+    row_dir, col_dir = iop[:3], iop[3:]
+    norms = np.linalg.norm(row_dir), np.linalg.norm(col_dir)
+    if min(norms) < 1e-3 or abs(np.dot(row_dir, col_dir)) > 1e-2 * norms[0] * norms[1]:
+        raise ReadError(path, f"ImageOrientationPatient {iop.tolist()} is not two orthogonal directions")
+    spacing = _find(dataset, "PixelSpacing") or _find(dataset, "ImagerPixelSpacing") or (1.0, 1.0)
+    spacing = _floats(spacing, 2, path, "PixelSpacing")
+    if spacing.min() <= 0:
+        raise ReadError(path, f"PixelSpacing must be positive, found {spacing.tolist()}")
+    return _Plane(row_dir / norms[0], col_dir / norms[1], float(spacing[0]), float(spacing[1]))
 
 
-def _affine(dataset, slice_vector: np.ndarray) -> np.ndarray:
-    """Voxel (slice, row, column) -> LPS, then to RAS."""
-    row_dir, col_dir, (row_spacing, col_spacing) = _geometry(dataset)
-    origin = np.asarray(getattr(dataset, "ImagePositionPatient", [0, 0, 0]), dtype=float)
+def _position(dataset: Any, path: Path, *, frame: int | None = None) -> np.ndarray | None:
+    if frame is None:
+        value = dataset.get("ImagePositionPatient")
+    else:  # only per-frame groups: a top-level position would give every frame the same place
+        groups = dataset.get("PerFrameFunctionalGroupsSequence") or []
+        plane = groups[frame].get("PlanePositionSequence") if frame < len(groups) else None
+        value = plane[0].get("ImagePositionPatient") if plane else None
+    return None if value is None or value == "" else _floats(value, 3, path, "ImagePositionPatient")
+
+
+def _origin(dataset: Any, path: Path) -> np.ndarray:
+    """Position of the first stored frame: top level for classic files, per-frame groups for enhanced ones."""
+    for frame in (None, 0):
+        position = _position(dataset, path, frame=frame)
+        if position is not None:
+            return position
+    return np.zeros(3)
+
+
+def _fallback_slice_spacing(dataset: Any) -> float:
+    # Only used when positions are missing; SpacingBetweenSlices includes gaps, SliceThickness does not.
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(_find(dataset, keyword))
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            return value
+    return 1.0
+
+
+def _stored_pixels(dataset: Any, path: Path) -> tuple[np.ndarray, float, float]:
+    """(C, F, H, W) stored values in native byte order, plus rescale slope and intercept."""
+    try:
+        array = np.asarray(dataset.pixel_array)
+    except _DECODE_ERRORS as error:
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", "unknown transfer syntax")
+        raise ReadError(path, f"cannot decode the pixel data ({name}; {type(error).__name__}: {error})") from error
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    rows, cols = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    if array.size != frames * rows * cols * samples:
+        raise ReadError(path, f"decoded {array.shape} pixels, expected {frames} frame(s) of {rows}x{cols}x{samples}")
+    # pydicom returns samples last whatever the planar configuration was.
+    array = array.reshape(frames, rows, cols, samples).transpose(3, 0, 1, 2)  # (C, F, H, W)
+    if array.dtype.byteorder not in "=|":
+        array = array.astype(array.dtype.newbyteorder("="))
+    slope = float(_find(dataset, "RescaleSlope") or 1.0)  # 0 or empty is a broken tag: read as no rescale
+    intercept = float(_find(dataset, "RescaleIntercept") or 0.0)
+    return np.ascontiguousarray(array), slope, intercept
+
+
+def _rescaled(array: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    if slope == 1.0 and intercept == 0.0:
+        return array  # keep the integer type: stored values are already the real values
+    return array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _affine(plane: _Plane, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Index (slice, row, column) -> LPS mm, then flipped to RAS."""
     affine = np.eye(4)
-    affine[:3, 0] = slice_vector
-    affine[:3, 1] = col_dir * row_spacing  # moving down a row follows the column direction
-    affine[:3, 2] = row_dir * col_spacing
+    affine[:3, 0] = step
+    affine[:3, 1] = plane.col_dir * plane.row_spacing  # the next row lies down the column direction
+    affine[:3, 2] = plane.row_dir * plane.col_spacing
     affine[:3, 3] = origin
     return LPS_TO_RAS @ affine
 
 
-def _meta(dataset, path: Path, spacing: tuple[float, ...], affine: np.ndarray) -> ImageMeta:
-    extra = {}
-    for tag in (
-        "WindowCenter",
-        "WindowWidth",
-        "PhotometricInterpretation",
-        "PatientID",
-        "SeriesDescription",
-        "BodyPartExamined",
-    ):
-        value = getattr(dataset, tag, None)
-        if value is not None and value != "":
-            extra[tag] = (
-                [float(v) for v in value]
-                if tag.startswith("Window") and hasattr(value, "__len__") and not isinstance(value, str)
-                else (float(value) if tag.startswith("Window") else str(value))
-            )
-    return ImageMeta(
-        spacing=spacing,
-        affine=affine,
-        orientation=orientation_codes(affine),
-        modality=str(getattr(dataset, "Modality", "OT") or "OT"),
-        source=str(path),
-        series_uid=str(getattr(dataset, "SeriesInstanceUID", "")) or None,
-        extra=extra,
-    )
+def _order(positions: list[np.ndarray] | None, numbers: list[float | None], plane: _Plane, where: Path,
+           *, fallback_spacing: float, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Slice order, LPS step between slices, LPS origin of the first slice, and what decided the order."""
+    if positions is not None:
+        points = np.stack(positions)  # (N, 3)
+        distance = points @ plane.normal
+        order = np.argsort(distance, kind="stable")
+        gaps = np.diff(distance[order])
+        if np.any(gaps < 1e-3):
+            raise ReadError(where, f"{int(np.sum(gaps < 1e-3)) + 1} slices share one position "
+                                   "(a time series, or two acquisitions in one series)")
+        if gaps.max() - gaps.min() > GAP_TOLERANCE * gaps.mean():
+            raise ReadError(where, f"slices are not evenly spaced (gaps from {gaps.min():.3f} to {gaps.max():.3f} "
+                                   "mm: a missing slice?), so no single affine describes them")
+        step = (points[order[-1]] - points[order[0]]) / (len(points) - 1)
+        return order, step, points[order[0]], "ImagePositionPatient"
+    if any(n is None for n in numbers):
+        raise ReadError(where, "cannot order the slices: ImagePositionPatient and InstanceNumber are missing")
+    order = np.argsort(np.asarray(numbers, dtype=float), kind="stable")
+    if len(set(numbers)) != len(numbers):
+        raise ReadError(where, "cannot order the slices: no positions and repeated InstanceNumber values")
+    # Without positions the direction is a guess: increasing InstanceNumber along the slice normal.
+    return order, plane.normal * fallback_spacing, origin, "InstanceNumber"
+
+
+def _meta(dataset: Any, source: Path, spacing: tuple[float, ...], affine: np.ndarray,
+          extra: dict[str, Any]) -> ImageMeta:
+    info: dict[str, Any] = {}
+    for keyword in _EXTRA_TAGS:
+        value = _find(dataset, keyword)
+        if value not in (None, ""):
+            info[keyword] = to_plain(value)
+    if dataset.get("PatientID"):
+        info["patient_id"] = str(dataset.PatientID)  # patient-level splits need it
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None:
+        info["transfer_syntax"] = str(getattr(syntax, "name", syntax))
+    info.update(extra)
+    return ImageMeta(spacing=spacing, affine=affine, orientation=orientation_codes(affine, len(spacing)),
+                     modality=str(dataset.get("Modality", "") or "OT"), source=str(source),
+                     series_uid=str(dataset.get("SeriesInstanceUID", "") or "") or None, extra=info)
 
 
 def read_dicom_file(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """One file: (C, H, W) for one frame, (C, D, H, W) for a multi-frame object."""
     path = Path(path)
-    dataset = _dataset(path)
-    array = _pixels(dataset, path)  # (C, F, H, W)
-    _, _, (row_spacing, col_spacing) = _geometry(dataset)
-    if array.shape[1] == 1:
-        affine = _affine(dataset, np.cross(*_geometry(dataset)[:2]))[:, [1, 2, 0, 3]]  # (row, column, slice)
-        return array[:, 0], _meta(dataset, path, (row_spacing, col_spacing), affine)
-    thickness = float(getattr(dataset, "SpacingBetweenSlices", 0) or getattr(dataset, "SliceThickness", 1) or 1)
-    normal = np.cross(*_geometry(dataset)[:2])
-    affine = _affine(dataset, normal * thickness)
-    return array, _meta(dataset, path, (thickness, row_spacing, col_spacing), affine)
+    dataset = _read(path)
+    plane = _plane(dataset, path)
+    stored, slope, intercept = _stored_pixels(dataset, path)
+    array = _rescaled(stored, slope, intercept)
+    require_finite(array, path)
+    rescale = {"slope": slope, "intercept": intercept, "applied": array is not stored}
+    frames = array.shape[1]
+    if frames == 1:
+        # 2D: columns reordered to (row, column, normal) so the first two match the array's spatial axes.
+        affine = _affine(plane, _origin(dataset, path), plane.normal)[:, [1, 2, 0, 3]]
+        return array[:, 0], _meta(dataset, path, (plane.row_spacing, plane.col_spacing), affine,
+                                  {"rescale": rescale})
+    positions = [_position(dataset, path, frame=i) for i in range(frames)]
+    order, step, origin, how = _order(None if any(p is None for p in positions) else positions,
+                                      list(range(frames)), plane, path,
+                                      fallback_spacing=_fallback_slice_spacing(dataset),
+                                      origin=_origin(dataset, path))
+    spacing = (float(np.linalg.norm(step)), plane.row_spacing, plane.col_spacing)
+    extra = {"rescale": rescale, "slice_order": how if how != "InstanceNumber" else "frame order"}
+    return np.ascontiguousarray(array[:, order]), _meta(dataset, path, spacing, _affine(plane, origin, step), extra)
+
+
+def _listing(series: dict[str, list]) -> str:
+    return "; ".join(f"{uid or '(no SeriesInstanceUID)'} ({len(items)} files)" for uid, items in sorted(series.items()))
 
 
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> tuple[np.ndarray, ImageMeta]:
+    """A folder holding one series (or several, with `series_uid` picking one): (C, D, H, W)."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise ReadError(folder, "empty folder")
     candidates = [p for p in files if p.suffix.lower() == ".dcm" or is_dicom_file(p)]
     if not candidates:
-        raise ReadError(folder, "no DICOM files in the folder")
-    series = defaultdict(list)
+        raise ReadError(folder, f"no DICOM files among its {len(files)} file(s) (no .dcm suffix, no DICM marker)")
+    series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
     for path in candidates:
-        header = _dataset(path, pixels=False)
-        if hasattr(header, "Rows"):  # an image; DICOMDIR and structured reports have no rows
-            series[str(getattr(header, "SeriesInstanceUID", ""))].append((path, header))
+        header = _read(path, pixels=False)
+        if "Rows" in header:  # DICOMDIR indexes, structured reports and presentation states have no rows
+            series[str(header.get("SeriesInstanceUID", "") or "")].append((path, header))
+    if not series:
+        raise ReadError(folder, f"none of its {len(candidates)} DICOM file(s) is an image (DICOMDIR or reports only)")
     if series_uid is not None:
         if series_uid not in series:
-            raise ReadError(folder, f"no series {series_uid} (found: {', '.join(series)})")
+            raise ReadError(folder, f"no series {series_uid!r} here; series found: {_listing(series)}")
         chosen = series[series_uid]
     elif len(series) > 1:
-        raise ReadError(folder, f"holds {len(series)} series ({', '.join(sorted(series))}); pass series_uid")
+        raise ReadError(folder, f"holds {len(series)} series: {_listing(series)}; pass series_uid= to pick one")
     else:
         chosen = next(iter(series.values()))
-    if len(chosen) == 1:
-        return read_dicom_file(chosen[0][0])
-    return _stack(folder, chosen)
+    return read_dicom_file(chosen[0][0]) if len(chosen) == 1 else _stack(folder, chosen)
 
 
-def _stack(folder: Path, items: list) -> tuple[np.ndarray, ImageMeta]:
-    first = items[0][1]
-    row_dir, col_dir, _ = _geometry(first)
-    normal = np.cross(row_dir, col_dir)
-    if all(hasattr(h, "ImagePositionPatient") for _, h in items):
-        order = [float(np.dot(normal, np.asarray(h.ImagePositionPatient, dtype=float))) for _, h in items]
-    else:
-        order = [float(getattr(h, "InstanceNumber", i)) for i, (_, h) in enumerate(items)]
-    items = [item for _, item in sorted(zip(order, items, strict=True), key=lambda pair: pair[0])]
-    positions = sorted(order)
-    gaps = np.diff(positions)
-    if np.any(gaps <= 0):
-        raise ReadError(folder, "two slices share one position: the folder mixes acquisitions")
-    if gaps.max() - gaps.min() > 0.01 * gaps.mean():
-        raise ReadError(folder, f"slices are not evenly spaced (gaps {gaps.min():.3f}-{gaps.max():.3f} mm)")
-    slices = []
-    for path, _ in items:
-        dataset = _dataset(path)
-        array = _pixels(dataset, path)
-        if slices and array.shape != slices[0].shape:
-            raise ReadError(path, f"slice shape {array.shape[1:]} differs from {slices[0].shape[1:]}")
-        slices.append(array)
-    volume = np.concatenate(slices, axis=1)  # (C, D, H, W)
-    if volume.dtype.kind == "f" and not np.isfinite(volume).all():
-        raise ReadError(folder, "NaN or infinite values after rescaling")
-    dataset = _dataset(items[0][0], pixels=False)
-    step = float(gaps.mean())
-    _, _, (row_spacing, col_spacing) = _geometry(dataset)
-    return volume, _meta(dataset, folder, (step, row_spacing, col_spacing), _affine(dataset, normal * step))
+def _stack(folder: Path, items: list[tuple[Path, Any]]) -> tuple[np.ndarray, ImageMeta]:
+    headers = [header for _, header in items]
+    plane = _plane(headers[0], items[0][0])
+    size = (headers[0].get("Rows"), headers[0].get("Columns"))
+    for path, header in items[1:]:
+        other = _plane(header, path)
+        if not (np.allclose(other.row_dir, plane.row_dir, atol=1e-3) and np.allclose(other.col_dir, plane.col_dir,
+                atol=1e-3) and np.allclose(other[2:], plane[2:], rtol=1e-3)):
+            raise ReadError(path, "orientation or pixel spacing differs from the first slice of the series")
+        if (header.get("Rows"), header.get("Columns")) != size:
+            raise ReadError(path, f"slice size {header.get('Rows')}x{header.get('Columns')} differs from "
+                                  f"{size[0]}x{size[1]} in the rest of the series")
+        if int(header.get("NumberOfFrames", 1) or 1) > 1:
+            raise ReadError(path, "a multi-frame file inside a series folder: read it on its own")
+    positions = [_position(h, p) for p, h in items]
+    numbers = [None if h.get("InstanceNumber") in (None, "") else float(h.InstanceNumber) for h in headers]
+    first_position = positions[0] if positions[0] is not None else np.zeros(3)
+    order, step, origin, how = _order(None if any(p is None for p in positions) else positions, numbers, plane,
+                                      folder, fallback_spacing=_fallback_slice_spacing(headers[0]),
+                                      origin=first_position)
+    slices, rescales = [], []
+    for index in order:  # decode in slice order, every file fully checked before anything is returned
+        path = items[index][0]
+        stored, slope, intercept = _stored_pixels(_read(path), path)
+        if stored.shape[1] != 1 or (slices and stored.shape[0] != slices[0].shape[0]):
+            raise ReadError(path, f"pixel array {stored.shape} does not match the rest of the series")
+        slices.append(stored[:, 0])
+        rescales.append((slope, intercept))
+    applied = any(r != (1.0, 0.0) for r in rescales)
+    if applied:  # one slice with a real rescale makes the whole volume float32, slope by slope
+        slices = [_rescaled(s, *r).astype(np.float32) for s, r in zip(slices, rescales, strict=True)]
+    volume = np.stack(slices, axis=1)  # (C, D, H, W)
+    require_finite(volume, folder)
+    first = headers[order[0]]
+    spacing = (float(np.linalg.norm(step)), plane.row_spacing, plane.col_spacing)
+    extra = {"slice_order": how, "files": len(items),
+             "rescale": {"slope": rescales[0][0], "intercept": rescales[0][1], "applied": applied}}
+    return volume, _meta(first, folder, spacing, _affine(plane, origin, step), extra)

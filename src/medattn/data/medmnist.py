@@ -1,65 +1,88 @@
-"""MedMNIST .npz files (official splits): images channel-first, labels (N, L). Never unpickles."""
+"""MedMNIST .npz files (official splits): images channel-first, labels (N, L) int64.
+
+The files store 2D grayscale as (N, H, W), 2D colour as (N, H, W, 3) and 3D as (N, D, H, W); this module
+returns (N, C, H, W) or (N, C, D, H, W) in the stored dtype (uint8 for every official file).
+np.load always runs with allow_pickle=False: an .npz from the internet must not run code.
+"""
 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from medattn.data.meta import require_finite
 from medattn.errors import ReadError
 
 SPLITS = ("train", "val", "test")
+# np.load and the zip reader raise these for files that are not npz, truncated or damaged inside.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError)
 
 
-def _open(path: Path):
+def _open(path: Path) -> Any:
     if not path.is_file():
         raise ReadError(path, "no such file")
     try:
-        return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-        raise ReadError(path, f"not a valid .npz archive ({error})") from error
+        archive = np.load(path, allow_pickle=False)
+    except _ARCHIVE_ERRORS as error:
+        raise ReadError(path, f"not a valid .npz archive ({type(error).__name__}: {error})") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        # A plain .npy loads as one array: MedMNIST needs the named train/val/test arrays of an .npz.
+        raise ReadError(path, "holds a single array (.npy), not an .npz archive of named splits")
+    return archive
 
 
-def medmnist_splits(path: str | Path) -> list[str]:
-    """The splits present in the file, among train / val / test."""
-    path = Path(path)
-    with _open(path) as archive:
-        names = set(archive.files)
+def _available(names: list[str]) -> list[str]:
     return [s for s in SPLITS if f"{s}_images" in names and f"{s}_labels" in names]
 
 
-def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) or (N, C, D, H, W) in the stored dtype, labels (N, L) int64."""
+def medmnist_splits(path: str | Path) -> list[str]:
+    """The splits present in the file, among train / val / test, in that order."""
     path = Path(path)
     with _open(path) as archive:
+        return _available(list(archive.files))
+
+
+def _channel_first(images: np.ndarray, path: Path, split: str) -> np.ndarray:
+    if images.ndim == 3:  # (N, H, W): 2D grayscale
+        return images[:, None]
+    if images.ndim == 4 and images.shape[-1] == 3:  # (N, H, W, 3): 2D colour, channels last on disk
+        return np.moveaxis(images, -1, 1)
+    if images.ndim == 4:  # (N, D, H, W): 3D grayscale
+        return images[:, None]
+    raise ReadError(path, f"{split}_images has shape {images.shape}; expected (N, H, W), (N, H, W, 3) "
+                          "or (N, D, H, W)")
+
+
+def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, C, H, W) or (N, C, D, H, W) in the stored dtype and labels (N, L) int64."""
+    path = Path(path)
+    with _open(path) as archive:
+        names = list(archive.files)
         keys = (f"{split}_images", f"{split}_labels")
-        if not set(keys) <= set(archive.files):
-            found = [s for s in SPLITS if f"{s}_images" in archive.files]
-            raise ReadError(
-                path,
-                f"no {split!r} split (keys {keys[0]}, {keys[1]}); splits found: {', '.join(found) or 'none'}",
-            )
+        if not set(keys) <= set(names):
+            found = _available(names)
+            raise ReadError(path, f"no {split!r} split ({keys[0]} and {keys[1]}); splits in the file: "
+                                  f"{', '.join(found) or 'none'}")
         try:
-            images, labels = archive[keys[0]], archive[keys[1]]
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-            raise ReadError(path, f"{split} arrays are damaged ({error})") from error
+            images, labels = archive[keys[0]], archive[keys[1]]  # decompressed and CRC-checked here
+        except _ARCHIVE_ERRORS as error:
+            raise ReadError(path, f"the {split} arrays are damaged ({type(error).__name__}: {error})") from error
     if len(images) != len(labels):
         raise ReadError(path, f"{split}: {len(images)} images but {len(labels)} labels")
     if len(images) == 0:
         raise ReadError(path, f"{split}: the split is empty")
-    if images.dtype.kind == "f" and not np.isfinite(images).all():
-        raise ReadError(path, f"{split}: {int((~np.isfinite(images)).sum())} NaN or infinite pixel value(s)")
-    labels = labels.reshape(len(labels), -1)
-    if labels.dtype.kind not in "uib" and not np.all(np.mod(labels, 1) == 0):
-        raise ReadError(path, f"{split}: labels are not integers")
-    # MedMNIST stores 2D grayscale (N, H, W), 2D colour (N, H, W, 3) and 3D (N, D, H, W).
-    if images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
-        images = np.moveaxis(images, -1, 1)
-    elif images.ndim == 4:
-        images = images[:, None]
-    elif images.ndim != 5:
-        raise ReadError(path, f"{split}: image array has unexpected shape {images.shape}")
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    if labels.ndim > 2:
+        raise ReadError(path, f"{split}_labels has shape {labels.shape}; expected (N,) or (N, L)")
+    if labels.dtype.kind not in "biuf":
+        raise ReadError(path, f"{split}_labels has dtype {labels.dtype}; expected integers")
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))):
+        raise ReadError(path, f"{split}_labels holds non-integer values")
+    if images.dtype.kind not in "biuf":
+        raise ReadError(path, f"{split}_images has dtype {images.dtype}; expected numbers")
+    require_finite(images, path)
+    images = _channel_first(images, path, split)
+    return np.ascontiguousarray(images), labels.reshape(len(labels), -1).astype(np.int64)

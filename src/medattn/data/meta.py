@@ -1,71 +1,137 @@
-"""What every reader returns beside the pixels: spacing, affine, orientation, modality, source."""
+"""What every reader returns beside the pixels: spacing, affine, orientation, modality, source.
+
+Convention shared by all readers: the affine maps voxel indices of the *spatial* axes, in array order,
+to RAS+ world millimetres (nibabel's convention). So `affine @ [i, j, k, 1]` is the world position of
+`array[c, i, j, k]`. A 2D image gets a 4x4 affine whose third column is a unit slice normal.
+
+Also home to the two helpers every reader and writer shares: `require_finite` and `write_atomically`.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medattn.errors import ReadError
+
 
 @dataclass
 class ImageMeta:
-    """Geometry and provenance of one image.
-
-    `affine` maps voxel indices of the spatial axes, in array order, to RAS+ world millimetres (the
-    nibabel convention); 2D images get a 4x4 affine whose third axis is a unit slice.
-    """
+    """Geometry and provenance of one image (see the module docstring for the affine convention)."""
 
     spacing: tuple[float, ...]  # mm per spatial axis, in array order
-    affine: np.ndarray  # (4, 4)
-    orientation: str = ""  # axis codes such as "RAS"; "" for plain rasters
-    modality: str = "OT"
+    affine: np.ndarray  # (4, 4), spatial voxel index (array order) -> RAS+ mm
+    orientation: str = ""  # one axis code per spatial axis, e.g. "RAS"; "" for plain rasters
+    modality: str = "OT"  # DICOM modality code; "OT" (other) when the format has none
     source: str = ""
     series_uid: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Normalise here so every consumer can rely on the types, whoever built the meta.
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got shape {self.affine.shape}")
+        if len(self.spacing) not in (2, 3):
+            raise ValueError(f"spacing must have 2 or 3 entries (one per spatial axis), got {self.spacing}")
 
     @property
     def spatial_dims(self) -> int:
         return len(self.spacing)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able types only (lists, floats, strings), so it can go into model.json."""
         return {
             "spacing": [float(s) for s in self.spacing],
-            "affine": np.asarray(self.affine, dtype=float).tolist(),
+            "affine": self.affine.tolist(),
             "orientation": self.orientation,
             "modality": self.modality,
             "source": self.source,
             "series_uid": self.series_uid,
-            "extra": {k: _plain(v) for k, v in self.extra.items()},
+            "extra": {str(k): to_plain(v) for k, v in self.extra.items()},
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ImageMeta:
+    def from_dict(cls, raw: Mapping[str, Any]) -> ImageMeta:
+        missing = [key for key in ("spacing", "affine") if key not in raw]
+        if missing:
+            raise ValueError(f"image meta is missing {', '.join(missing)} (found keys: {sorted(raw)})")
         return cls(
-            spacing=tuple(float(s) for s in raw["spacing"]),
-            affine=np.asarray(raw["affine"], dtype=float),
-            orientation=raw.get("orientation", ""),
-            modality=raw.get("modality", "OT"),
-            source=raw.get("source", ""),
+            spacing=tuple(raw["spacing"]),
+            affine=np.asarray(raw["affine"], dtype=np.float64),
+            orientation=str(raw.get("orientation", "")),
+            modality=str(raw.get("modality", "OT")),
+            source=str(raw.get("source", "")),
             series_uid=raw.get("series_uid"),
             extra=dict(raw.get("extra", {})),
         )
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """JSON-able copy: pydicom's MultiValue, DSfloat, PersonName and numpy scalars become plain types."""
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray | list | tuple):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, int | float | str | bool | type(None)) else str(value)
+    if value is None or isinstance(value, bool):
+        return value
+    # pydicom's DSfloat / IS subclass float / int: rebuild the base type so YAML and JSON see plain values.
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | Sequence) and not isinstance(value, bytes | bytearray):
+        return [to_plain(v) for v in value]
+    return str(value)
 
 
-def orientation_codes(affine: np.ndarray) -> str:
+def orientation_codes(affine: np.ndarray, spatial_dims: int = 3) -> str:
+    """Axis codes ("RAS", "LPS", ...) of the first `spatial_dims` affine columns; "?" for a degenerate axis."""
     from nibabel.orientations import aff2axcodes
 
-    return "".join(code or "?" for code in aff2axcodes(affine))
+    codes = aff2axcodes(np.asarray(affine, dtype=np.float64))
+    return "".join(code or "?" for code in codes[:spatial_dims])
 
 
-def raster_meta(path: str, spacing: tuple[float, float] = (1.0, 1.0)) -> ImageMeta:
-    affine = np.diag([spacing[0], spacing[1], 1.0, 1.0])
-    return ImageMeta(spacing=spacing, affine=affine, orientation="", modality="OT", source=path)
+def raster_meta(source: str, *, spatial_dims: int = 2, extra: dict[str, Any] | None = None) -> ImageMeta:
+    """Plain pictures carry no geometry: unit spacing, identity affine, no orientation codes."""
+    return ImageMeta(spacing=(1.0,) * spatial_dims, affine=np.eye(4), orientation="", modality="OT",
+                     source=source, extra=dict(extra or {}))
+
+
+def require_finite(array: np.ndarray, path: str | Path, *, what: str = "pixel") -> None:
+    """NaN or Inf in float pixels poisons every loss and metric downstream: refuse them at the door."""
+    if array.dtype.kind not in "fc":
+        return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ReadError(path, f"{bad} NaN or infinite {what} value(s) out of {array.size}")
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None], *, suffix: str = "") -> None:
+    """Call `write(tmp)` on a temporary file in the target folder, then rename it over `path`.
+
+    The rename is atomic on one file system, so a crash leaves either the old file or the new one,
+    never half a mask. `suffix` matters for writers that pick the format from the name (nibabel).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        # BaseException on purpose: a Ctrl-C half way through must not leave the temp file behind.
+        tmp.unlink(missing_ok=True)
+        raise

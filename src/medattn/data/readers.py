@@ -1,8 +1,12 @@
 """One entry point for every format: `read_image(path) -> (array, meta)` and `write_image`.
 
-array is channel-first, (C, H, W) or (C, D, H, W); meta is an ImageMeta (spacing in mm, RAS affine,
-orientation, modality, source, DICOM series). A file that cannot be read raises one ReadError naming
-the file and the reason; nothing is half-loaded.
+array is channel-first: (C, H, W) or (C, D, H, W), float32 or the source integer type. meta is an
+ImageMeta (spacing in mm, RAS+ affine, orientation, modality, source, DICOM series). Axis order per
+format: DICOM (C, [slice,] row, column); NIfTI (C, X, Y, Z) as stored; pictures (C, [page,] row, column).
+In every case meta.affine maps the array's spatial indices, in array order, to RAS+ mm.
+A file that cannot be read raises one ReadError naming the file and the reason; nothing is half-loaded.
+MedMNIST .npz archives hold whole data sets, not images: read them with `medmnist.read_medmnist`.
+Labels are never resampled here; writers store them voxel for voxel.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from medattn.data.nifti import NIFTI_SUFFIXES
 from medattn.data.raster import RASTER_SUFFIXES
 from medattn.errors import ReadError
 
-SUPPORTED_SUFFIXES = (".dcm", *NIFTI_SUFFIXES, *RASTER_SUFFIXES)
+DICOM_SUFFIXES = (".dcm", ".dicom")
+SUPPORTED_SUFFIXES = (*DICOM_SUFFIXES, *NIFTI_SUFFIXES, *RASTER_SUFFIXES)
+WRITABLE_SUFFIXES = (*NIFTI_SUFFIXES, ".png")
 
 
 def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.ndarray, ImageMeta]:
-    from medattn.data import dicom, nifti, raster
+    """Read one image file, or a folder holding a DICOM series (`series_uid` picks one of several)."""
+    from medattn.data import dicom, nifti, raster  # lazy: pydicom, nibabel and Pillow load on first use
 
     path = Path(path)
     if not path.exists():
@@ -32,24 +39,24 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
         return nifti.read_nifti(path)
     if name.endswith(RASTER_SUFFIXES):
         return raster.read_raster(path)
-    if name.endswith(".dcm") or dicom.is_dicom_file(path):
+    # DICOM files often carry no suffix, or a scanner's own (.IMA): trust the DICM marker over the name.
+    if name.endswith(DICOM_SUFFIXES) or dicom.is_dicom_file(path) or path.suffix == "":
         return dicom.read_dicom_file(path)
-    if path.suffix == "":
-        return dicom.read_dicom_file(path)  # DICOM files often have no suffix at all
-    raise ReadError(
-        path,
-        f"unsupported format {path.suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)}, or a DICOM series folder)",
-    )
+    hint = "; MedMNIST .npz files are read with medattn.data.medmnist.read_medmnist" if name.endswith(".npz") \
+        else ""
+    raise ReadError(path, f"unsupported format {path.suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
+                          f"a DICOM file without suffix, or a folder holding a DICOM series{hint})")
 
 
 def write_image(path: str | Path, array: np.ndarray, meta: ImageMeta) -> None:
-    """NIfTI keeps the affine of `meta` (masks overlay their image); PNG stores 2D label maps or images."""
+    """Write atomically. NIfTI keeps `meta.affine`, so a predicted mask overlays its image in any viewer;
+    PNG stores (1, H, W) or (3, H, W) pictures and label maps (labels cast to uint8 when they fit)."""
     from medattn.data import nifti, raster
 
-    name = str(path).lower()
+    name = Path(path).name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         nifti.write_nifti(path, array, meta)
     elif name.endswith(".png"):
         raster.write_raster(path, array)
     else:
-        raise ValueError(f"{path}: write_image supports .nii, .nii.gz and .png")
+        raise ValueError(f"{path}: write_image writes {', '.join(WRITABLE_SUFFIXES)}")

@@ -77,6 +77,8 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     device = select_device(train_cfg.device)
     torch.manual_seed(train_cfg.seed)
     data = load_training_data(config)
+    config = config.resolved(spatial_dims=data.spatial_dims, n_train=len(data.train.y))
+    train_cfg = config.train
     model = create_model(
         config.model.name,
         spatial_dims=data.spatial_dims,
