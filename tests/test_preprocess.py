@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from medattn.data.preprocess import Intensity, check_finite, choose_intensity, resize, to_unit
-from medattn.errors import ConfigError, DataError
+from medattn.data.meta import require_finite
+from medattn.data.preprocess import Intensity, choose_intensity, resize, to_unit
+from medattn.errors import ConfigError, ReadError
 
 
 def test_ct_window_maps_hounsfield_units_to_unit_range():
@@ -69,5 +70,5 @@ def test_resize_2d_and_3d():
 def test_nan_pixels_are_refused_with_a_count():
     image = np.ones((1, 4, 4), dtype=np.float32)
     image[0, 0, :2] = [np.nan, np.inf]
-    with pytest.raises(DataError, match="scan.nii: 2 NaN"):
-        check_finite(image, "scan.nii")
+    with pytest.raises(ReadError, match="scan.nii: 2 NaN"):
+        require_finite(image, "scan.nii")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,28 @@ from medattn.errors import RunDirError
 CHECKPOINT = "checkpoint/last.pt"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a kill leaves the old file or the new."""
+def write_atomically(path: str | Path, write: Callable[[Path], None], *, suffix: str = "") -> None:
+    """Call `write(tmp)` on a temporary file in the target folder, then rename it over `path`.
+
+    The rename is atomic on one file system, so a crash leaves either the old file or the new one,
+    never half a mask. `suffix` matters for writers that pick the format from the name (nibabel).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A random name, not mkstemp: mkstemp makes the file 0600, and the rename would carry that over,
+    # leaving masks that a viewer run by a colleague cannot open. The writer creates it under the umask.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        # BaseException on purpose: a Ctrl-C half way through must not leave the temp file behind.
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -42,14 +50,14 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 def atomic_save_torch(path: Path, payload: dict) -> None:
     import torch
 
-    _atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+    write_atomically(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
 def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> Path:

@@ -25,10 +25,26 @@ PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # slice, and a stack with uneven gaps cannot be described by one affine.
 GAP_TOLERANCE = 0.01
 # pydicom and its decoder plugins raise all of these for damaged or undecodable data.
-_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError,
-                  IndexError, OSError, EOFError)
-_EXTRA_TAGS = ("WindowCenter", "WindowWidth", "PhotometricInterpretation", "SeriesDescription",
-               "StudyInstanceUID", "BodyPartExamined", "SliceThickness")
+_DECODE_ERRORS = (
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    AttributeError,
+    KeyError,
+    TypeError,
+    IndexError,
+    OSError,
+    EOFError,
+)
+_EXTRA_TAGS = (
+    "WindowCenter",
+    "WindowWidth",
+    "PhotometricInterpretation",
+    "SeriesDescription",
+    "StudyInstanceUID",
+    "BodyPartExamined",
+    "SliceThickness",
+)
 
 
 class _Plane(NamedTuple):
@@ -66,20 +82,18 @@ def _read(path: Path, *, pixels: bool = True) -> Any:
     return dataset
 
 
-def _find(dataset: Any, keyword: str, *, frame: int = 0) -> Any:
-    """A value from the top level, else from enhanced multi-frame functional groups (shared, then per frame)."""
+def _find(dataset: Any, keyword: str) -> Any:
+    """A value from the top level, else from enhanced multi-frame functional groups (shared, then frame 0)."""
     if keyword in dataset and dataset[keyword].value not in (None, ""):
         return dataset[keyword].value
-    groups = [seq[min(frame, len(seq) - 1)] if name.startswith("PerFrame") else seq[0]
-              for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
-              if (seq := dataset.get(name))]
-    for group in groups:
-        for element in group:
-            if element.VR != "SQ":
-                continue
-            for item in element.value:
-                if keyword in item and item[keyword].value not in (None, ""):
-                    return item[keyword].value
+    groups = [
+        seq[0]
+        for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+        if (seq := dataset.get(name))
+    ]
+    for item in (item for group in groups for element in group if element.VR == "SQ" for item in element.value):
+        if keyword in item and item[keyword].value not in (None, ""):
+            return item[keyword].value
     return None
 
 
@@ -96,7 +110,7 @@ def _floats(value: Any, count: int, path: Path, keyword: str) -> np.ndarray:
 def _plane(dataset: Any, path: Path) -> _Plane:
     iop = _find(dataset, "ImageOrientationPatient")
     # Secondary captures and many rasters have no orientation: treat them as axial, unit-less pictures.
-    iop = _floats(iop, 6, path, "ImageOrientationPatient") if iop is not None else np.array([1., 0, 0, 0, 1, 0])
+    iop = _floats(iop, 6, path, "ImageOrientationPatient") if iop is not None else np.array([1.0, 0, 0, 0, 1, 0])
     row_dir, col_dir = iop[:3], iop[3:]
     norms = np.linalg.norm(row_dir), np.linalg.norm(col_dir)
     if min(norms) < 1e-3 or abs(np.dot(row_dir, col_dir)) > 1e-2 * norms[0] * norms[1]:
@@ -109,34 +123,22 @@ def _plane(dataset: Any, path: Path) -> _Plane:
 
 
 def _position(dataset: Any, path: Path, *, frame: int | None = None) -> np.ndarray | None:
-    if frame is None:
-        value = dataset.get("ImagePositionPatient")
-    else:  # only per-frame groups: a top-level position would give every frame the same place
-        groups = dataset.get("PerFrameFunctionalGroupsSequence") or []
-        plane = groups[frame].get("PlanePositionSequence") if frame < len(groups) else None
+    """ImagePositionPatient of a classic file (frame=None), or of one frame of an enhanced multi-frame file.
+
+    Frames look only in their own functional group: a top-level value would put every frame in one place.
+    """
+    groups = dataset.get("PerFrameFunctionalGroupsSequence") or []
+    value = dataset.get("ImagePositionPatient") if frame is None else None
+    if value in (None, "") and len(groups) > (frame or 0):
+        plane = groups[frame or 0].get("PlanePositionSequence")
         value = plane[0].get("ImagePositionPatient") if plane else None
-    return None if value is None or value == "" else _floats(value, 3, path, "ImagePositionPatient")
-
-
-def _origin(dataset: Any, path: Path) -> np.ndarray:
-    """Position of the first stored frame: top level for classic files, per-frame groups for enhanced ones."""
-    for frame in (None, 0):
-        position = _position(dataset, path, frame=frame)
-        if position is not None:
-            return position
-    return np.zeros(3)
+    return None if value in (None, "") else _floats(value, 3, path, "ImagePositionPatient")
 
 
 def _fallback_slice_spacing(dataset: Any) -> float:
-    # Only used when positions are missing; SpacingBetweenSlices includes gaps, SliceThickness does not.
-    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        try:
-            value = float(_find(dataset, keyword))
-        except (TypeError, ValueError):
-            continue
-        if value > 0:
-            return value
-    return 1.0
+    # Only used without positions; SpacingBetweenSlices includes gaps, SliceThickness does not.
+    values = (_find(dataset, keyword) for keyword in ("SpacingBetweenSlices", "SliceThickness"))
+    return next((float(v) for v in values if isinstance(v, int | float) and float(v) > 0), 1.0)
 
 
 def _stored_pixels(dataset: Any, path: Path) -> tuple[np.ndarray, float, float]:
@@ -162,8 +164,9 @@ def _stored_pixels(dataset: Any, path: Path) -> tuple[np.ndarray, float, float]:
 
 
 def _rescaled(array: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Real-world values: float32 when a rescale applies (or the data is float), else the stored integers."""
     if slope == 1.0 and intercept == 0.0:
-        return array  # keep the integer type: stored values are already the real values
+        return array.astype(np.float32) if array.dtype.kind == "f" else array
     return array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
@@ -177,20 +180,32 @@ def _affine(plane: _Plane, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
     return LPS_TO_RAS @ affine
 
 
-def _order(positions: list[np.ndarray] | None, numbers: list[float | None], plane: _Plane, where: Path,
-           *, fallback_spacing: float, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def _order(
+    positions: list[np.ndarray | None],
+    numbers: list[float | None],
+    plane: _Plane,
+    where: Path,
+    *,
+    fallback_spacing: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Slice order, LPS step between slices, LPS origin of the first slice, and what decided the order."""
-    if positions is not None:
+    if all(p is not None for p in positions):
         points = np.stack(positions)  # (N, 3)
         distance = points @ plane.normal
         order = np.argsort(distance, kind="stable")
         gaps = np.diff(distance[order])
         if np.any(gaps < 1e-3):
-            raise ReadError(where, f"{int(np.sum(gaps < 1e-3)) + 1} slices share one position "
-                                   "(a time series, or two acquisitions in one series)")
+            raise ReadError(
+                where,
+                f"{int(np.sum(gaps < 1e-3)) + 1} slices share one position "
+                "(a time series, or two acquisitions in one series)",
+            )
         if gaps.max() - gaps.min() > GAP_TOLERANCE * gaps.mean():
-            raise ReadError(where, f"slices are not evenly spaced (gaps from {gaps.min():.3f} to {gaps.max():.3f} "
-                                   "mm: a missing slice?), so no single affine describes them")
+            raise ReadError(
+                where,
+                f"slices are not evenly spaced (gaps from {gaps.min():.3f} to {gaps.max():.3f} "
+                "mm: a missing slice?), so no single affine describes them",
+            )
         step = (points[order[-1]] - points[order[0]]) / (len(points) - 1)
         return order, step, points[order[0]], "ImagePositionPatient"
     if any(n is None for n in numbers):
@@ -199,11 +214,13 @@ def _order(positions: list[np.ndarray] | None, numbers: list[float | None], plan
     if len(set(numbers)) != len(numbers):
         raise ReadError(where, "cannot order the slices: no positions and repeated InstanceNumber values")
     # Without positions the direction is a guess: increasing InstanceNumber along the slice normal.
+    origin = positions[order[0]] if positions[order[0]] is not None else np.zeros(3)
     return order, plane.normal * fallback_spacing, origin, "InstanceNumber"
 
 
-def _meta(dataset: Any, source: Path, spacing: tuple[float, ...], affine: np.ndarray,
-          extra: dict[str, Any]) -> ImageMeta:
+def _meta(
+    dataset: Any, source: Path, spacing: tuple[float, ...], affine: np.ndarray, extra: dict[str, Any]
+) -> ImageMeta:
     info: dict[str, Any] = {}
     for keyword in _EXTRA_TAGS:
         value = _find(dataset, keyword)
@@ -215,9 +232,15 @@ def _meta(dataset: Any, source: Path, spacing: tuple[float, ...], affine: np.nda
     if syntax is not None:
         info["transfer_syntax"] = str(getattr(syntax, "name", syntax))
     info.update(extra)
-    return ImageMeta(spacing=spacing, affine=affine, orientation=orientation_codes(affine, len(spacing)),
-                     modality=str(dataset.get("Modality", "") or "OT"), source=str(source),
-                     series_uid=str(dataset.get("SeriesInstanceUID", "") or "") or None, extra=info)
+    return ImageMeta(
+        spacing=spacing,
+        affine=affine,
+        orientation=orientation_codes(affine, len(spacing)),
+        modality=str(dataset.get("Modality", "") or "OT"),
+        source=str(source),
+        series_uid=str(dataset.get("SeriesInstanceUID", "") or "") or None,
+        extra=info,
+    )
 
 
 def read_dicom_file(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
@@ -228,18 +251,17 @@ def read_dicom_file(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     stored, slope, intercept = _stored_pixels(dataset, path)
     array = _rescaled(stored, slope, intercept)
     require_finite(array, path)
-    rescale = {"slope": slope, "intercept": intercept, "applied": array is not stored}
+    rescale = {"slope": slope, "intercept": intercept, "applied": (slope, intercept) != (1.0, 0.0)}
     frames = array.shape[1]
     if frames == 1:
+        origin = _position(dataset, path)
         # 2D: columns reordered to (row, column, normal) so the first two match the array's spatial axes.
-        affine = _affine(plane, _origin(dataset, path), plane.normal)[:, [1, 2, 0, 3]]
-        return array[:, 0], _meta(dataset, path, (plane.row_spacing, plane.col_spacing), affine,
-                                  {"rescale": rescale})
+        affine = _affine(plane, np.zeros(3) if origin is None else origin, plane.normal)[:, [1, 2, 0, 3]]
+        return array[:, 0], _meta(dataset, path, (plane.row_spacing, plane.col_spacing), affine, {"rescale": rescale})
     positions = [_position(dataset, path, frame=i) for i in range(frames)]
-    order, step, origin, how = _order(None if any(p is None for p in positions) else positions,
-                                      list(range(frames)), plane, path,
-                                      fallback_spacing=_fallback_slice_spacing(dataset),
-                                      origin=_origin(dataset, path))
+    order, step, origin, how = _order(
+        positions, list(range(frames)), plane, path, fallback_spacing=_fallback_slice_spacing(dataset)
+    )
     spacing = (float(np.linalg.norm(step)), plane.row_spacing, plane.col_spacing)
     extra = {"rescale": rescale, "slice_order": how if how != "InstanceNumber" else "frame order"}
     return np.ascontiguousarray(array[:, order]), _meta(dataset, path, spacing, _affine(plane, origin, step), extra)
@@ -279,23 +301,20 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> t
 def _stack(folder: Path, items: list[tuple[Path, Any]]) -> tuple[np.ndarray, ImageMeta]:
     headers = [header for _, header in items]
     plane = _plane(headers[0], items[0][0])
-    size = (headers[0].get("Rows"), headers[0].get("Columns"))
+    grid = (headers[0].get("Rows"), headers[0].get("Columns"), *plane[2:])
     for path, header in items[1:]:
         other = _plane(header, path)
-        if not (np.allclose(other.row_dir, plane.row_dir, atol=1e-3) and np.allclose(other.col_dir, plane.col_dir,
-                atol=1e-3) and np.allclose(other[2:], plane[2:], rtol=1e-3)):
-            raise ReadError(path, "orientation or pixel spacing differs from the first slice of the series")
-        if (header.get("Rows"), header.get("Columns")) != size:
-            raise ReadError(path, f"slice size {header.get('Rows')}x{header.get('Columns')} differs from "
-                                  f"{size[0]}x{size[1]} in the rest of the series")
+        if (header.get("Rows"), header.get("Columns")) != grid[:2] or not np.allclose(other[2:], grid[2:], rtol=1e-3):
+            raise ReadError(path, "rows, columns or pixel spacing differ from the first slice of the series")
+        if not np.allclose(np.concatenate(other[:2]), np.concatenate(plane[:2]), atol=1e-3):
+            raise ReadError(path, "ImageOrientationPatient differs from the first slice: not one stack")
         if int(header.get("NumberOfFrames", 1) or 1) > 1:
             raise ReadError(path, "a multi-frame file inside a series folder: read it on its own")
     positions = [_position(h, p) for p, h in items]
     numbers = [None if h.get("InstanceNumber") in (None, "") else float(h.InstanceNumber) for h in headers]
-    first_position = positions[0] if positions[0] is not None else np.zeros(3)
-    order, step, origin, how = _order(None if any(p is None for p in positions) else positions, numbers, plane,
-                                      folder, fallback_spacing=_fallback_slice_spacing(headers[0]),
-                                      origin=first_position)
+    order, step, origin, how = _order(
+        positions, numbers, plane, folder, fallback_spacing=_fallback_slice_spacing(headers[0])
+    )
     slices, rescales = [], []
     for index in order:  # decode in slice order, every file fully checked before anything is returned
         path = items[index][0]
@@ -305,12 +324,15 @@ def _stack(folder: Path, items: list[tuple[Path, Any]]) -> tuple[np.ndarray, Ima
         slices.append(stored[:, 0])
         rescales.append((slope, intercept))
     applied = any(r != (1.0, 0.0) for r in rescales)
-    if applied:  # one slice with a real rescale makes the whole volume float32, slope by slope
+    if applied or slices[0].dtype.kind == "f":  # one real rescale makes the whole volume float32
         slices = [_rescaled(s, *r).astype(np.float32) for s, r in zip(slices, rescales, strict=True)]
     volume = np.stack(slices, axis=1)  # (C, D, H, W)
     require_finite(volume, folder)
     first = headers[order[0]]
     spacing = (float(np.linalg.norm(step)), plane.row_spacing, plane.col_spacing)
-    extra = {"slice_order": how, "files": len(items),
-             "rescale": {"slope": rescales[0][0], "intercept": rescales[0][1], "applied": applied}}
+    extra = {
+        "slice_order": how,
+        "files": len(items),
+        "rescale": {"slope": rescales[0][0], "intercept": rescales[0][1], "applied": applied},
+    }
     return volume, _meta(first, folder, spacing, _affine(plane, origin, step), extra)

@@ -53,8 +53,7 @@ def _channel_first(images: np.ndarray, path: Path, split: str) -> np.ndarray:
         return np.moveaxis(images, -1, 1)
     if images.ndim == 4:  # (N, D, H, W): 3D grayscale
         return images[:, None]
-    raise ReadError(path, f"{split}_images has shape {images.shape}; expected (N, H, W), (N, H, W, 3) "
-                          "or (N, D, H, W)")
+    raise ReadError(path, f"{split}_images has shape {images.shape}; expected (N, H, W), (N, H, W, 3) or (N, D, H, W)")
 
 
 def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,12 +64,13 @@ def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
         keys = (f"{split}_images", f"{split}_labels")
         if not set(keys) <= set(names):
             found = _available(names)
-            raise ReadError(path, f"no {split!r} split ({keys[0]} and {keys[1]}); splits in the file: "
-                                  f"{', '.join(found) or 'none'}")
+            raise ReadError(
+                path, f"no {split!r} split ({keys[0]} and {keys[1]}); splits in the file: {', '.join(found) or 'none'}"
+            )
         try:
             images, labels = archive[keys[0]], archive[keys[1]]  # decompressed and CRC-checked here
         except _ARCHIVE_ERRORS as error:
-            raise ReadError(path, f"the {split} arrays are damaged ({type(error).__name__}: {error})") from error
+            raise ReadError(path, f"the {split} arrays cannot be loaded ({type(error).__name__}: {error})") from error
     if len(images) != len(labels):
         raise ReadError(path, f"{split}: {len(images)} images but {len(labels)} labels")
     if len(images) == 0:

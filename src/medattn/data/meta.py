@@ -9,9 +9,7 @@ Also home to the two helpers every reader and writer shares: `require_finite` an
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medattn.errors import ReadError
+from medattn.runs import write_atomically  # noqa: F401  (re-exported for the writers)
 
 
 @dataclass
@@ -104,8 +103,14 @@ def orientation_codes(affine: np.ndarray, spatial_dims: int = 3) -> str:
 
 def raster_meta(source: str, *, spatial_dims: int = 2, extra: dict[str, Any] | None = None) -> ImageMeta:
     """Plain pictures carry no geometry: unit spacing, identity affine, no orientation codes."""
-    return ImageMeta(spacing=(1.0,) * spatial_dims, affine=np.eye(4), orientation="", modality="OT",
-                     source=source, extra=dict(extra or {}))
+    return ImageMeta(
+        spacing=(1.0,) * spatial_dims,
+        affine=np.eye(4),
+        orientation="",
+        modality="OT",
+        source=source,
+        extra=dict(extra or {}),
+    )
 
 
 def require_finite(array: np.ndarray, path: str | Path, *, what: str = "pixel") -> None:
@@ -115,23 +120,3 @@ def require_finite(array: np.ndarray, path: str | Path, *, what: str = "pixel") 
     bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     if bad:
         raise ReadError(path, f"{bad} NaN or infinite {what} value(s) out of {array.size}")
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], None], *, suffix: str = "") -> None:
-    """Call `write(tmp)` on a temporary file in the target folder, then rename it over `path`.
-
-    The rename is atomic on one file system, so a crash leaves either the old file or the new one,
-    never half a mask. `suffix` matters for writers that pick the format from the name (nibabel).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        # BaseException on purpose: a Ctrl-C half way through must not leave the temp file behind.
-        tmp.unlink(missing_ok=True)
-        raise

@@ -37,8 +37,16 @@ def _load(path: Path) -> tuple[Any, np.ndarray, float, float]:
         stored = np.asarray(proxy.get_unscaled())
         # nibabel already turned unset (0 or NaN) scl_slope into 1 and scl_inter into 0.
         slope, intercept = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
-    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
-            MemoryError) as error:
+    except (
+        ImageFileError,
+        HeaderDataError,
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+        gzip.BadGzipFile,
+        MemoryError,
+    ) as error:
         raise ReadError(path, f"not a readable NIfTI file ({type(error).__name__}: {error})") from error
     return image, stored, slope, intercept
 
@@ -83,8 +91,14 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     }
     if len(image.shape) >= 4:
         extra["channels_from"] = "4th axis" if len(image.shape) == 4 else "axes 4 and up"
-    meta = ImageMeta(spacing=tuple(zooms), affine=affine, orientation=orientation_codes(affine), modality="OT",
-                     source=str(path), extra=extra)
+    meta = ImageMeta(
+        spacing=tuple(zooms),
+        affine=affine,
+        orientation=orientation_codes(affine),
+        modality="OT",
+        source=str(path),
+        extra=extra,
+    )
     return np.ascontiguousarray(array), meta
 
 
@@ -130,8 +144,10 @@ def write_nifti(path: str | Path, array: np.ndarray, meta: ImageMeta) -> None:
     if data.ndim == dims:
         data = data[None]  # a bare label map: one channel
     if data.ndim != dims + 1:
-        raise ValueError(f"{path}: meta describes {dims} spatial axes, so the array must be (C, {dims} axes) "
-                         f"or ({dims} axes); got shape {data.shape}")
+        raise ValueError(
+            f"{path}: meta describes {dims} spatial axes, so the array must be (C, {dims} axes) "
+            f"or ({dims} axes); got shape {data.shape}"
+        )
     data = np.moveaxis(data, 0, -1)  # (*spatial, C)
     if dims == 2:
         data = data[:, :, None, :]  # a 2D image is one slice thick; meta.affine's third column is the normal

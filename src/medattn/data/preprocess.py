@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from medattn.errors import ConfigError, DataError
+from medattn.errors import ConfigError
 
 MODES = ("scale", "ct", "mr", "minmax")
 MODALITY_MODES = {
@@ -96,9 +96,3 @@ def resize(batch, size: list[int] | tuple[int, ...] | None):
     mode = "area" if shrinking else ("bilinear" if batch.ndim == 4 else "trilinear")
     options = {} if mode == "area" else {"align_corners": False}
     return F.interpolate(batch, size=tuple(size), mode=mode, **options)
-
-
-def check_finite(array: np.ndarray, where: str) -> None:
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int(array.size - np.isfinite(array).sum())
-        raise DataError(f"{where}: {bad} NaN or infinite pixel value(s)")

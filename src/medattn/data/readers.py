@@ -34,6 +34,8 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
         raise ReadError(path, "no such file or folder")
     if path.is_dir():
         return dicom.read_dicom_series(path, series_uid=series_uid)
+    if series_uid is not None:  # silently ignoring it would hand back a different series than asked for
+        raise ValueError(f"{path}: series_uid= picks a series inside a DICOM folder; this is a file")
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return nifti.read_nifti(path)
@@ -42,10 +44,12 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
     # DICOM files often carry no suffix, or a scanner's own (.IMA): trust the DICM marker over the name.
     if name.endswith(DICOM_SUFFIXES) or dicom.is_dicom_file(path) or path.suffix == "":
         return dicom.read_dicom_file(path)
-    hint = "; MedMNIST .npz files are read with medattn.data.medmnist.read_medmnist" if name.endswith(".npz") \
-        else ""
-    raise ReadError(path, f"unsupported format {path.suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
-                          f"a DICOM file without suffix, or a folder holding a DICOM series{hint})")
+    hint = "; MedMNIST .npz files are read with medattn.data.medmnist.read_medmnist" if name.endswith(".npz") else ""
+    raise ReadError(
+        path,
+        f"unsupported format {path.suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
+        f"a DICOM file without suffix, or a folder holding a DICOM series{hint})",
+    )
 
 
 def write_image(path: str | Path, array: np.ndarray, meta: ImageMeta) -> None:

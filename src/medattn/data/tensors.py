@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medattn.data.preprocess import Intensity, check_finite, choose_intensity, resize, to_unit
+from medattn.data.meta import require_finite
+from medattn.data.preprocess import Intensity, choose_intensity, resize, to_unit
 from medattn.data.sources import LabelledSource, Split
 from medattn.errors import DataError
 
@@ -46,7 +47,7 @@ def _load_files(split: Split, intensity: Intensity, size, progress) -> list:
     images, shapes = [], {}
     for path in progress(split.paths):
         array, _ = read_image(path)
-        check_finite(array, path)
+        require_finite(array, path)
         unit = torch.from_numpy(np.ascontiguousarray(to_unit(array, intensity)))
         unit = resize(unit[None], size)[0] if size is not None else unit
         shapes.setdefault(tuple(unit.shape), path)
@@ -65,7 +66,7 @@ def to_unit_tensor(split: Split, intensity: Intensity, size, *, where: str, prog
     import torch
 
     if split.images is not None:
-        check_finite(split.images, where)
+        require_finite(split.images, where)
         chunks = []
         for start in range(0, len(split.images), 4096):  # bounded peak memory for large sets
             unit = torch.from_numpy(to_unit(split.images[start : start + 4096], intensity))
@@ -95,6 +96,6 @@ def prepare_image(array: np.ndarray, intensity: Intensity, size, *, where: str):
     """One image read from disk, prepared exactly as in training: (1, C, *spatial)."""
     import torch
 
-    check_finite(array, where)
+    require_finite(array, where)
     unit = torch.from_numpy(np.ascontiguousarray(to_unit(array, intensity)))[None]
     return (resize(unit, size) - intensity.mean) / intensity.std

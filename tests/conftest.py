@@ -1,0 +1,21 @@
+"""Shared test fixtures.
+
+Real data lives in ../shared/data beside the project root (see its README.md and each SOURCE.md).
+Tests that need it take the `shared_data` fixture and skip with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The staged real data folder, or a skip naming where it was looked for."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (see DESIGN.md, 'Data')")
+    return SHARED_DATA
