@@ -5,8 +5,9 @@ Importing this package registers every family; build models with `create_model(n
 
 from torch import nn
 
-from medattn.models import cnn, hybrid, resnet, vit  # noqa: F401  (each registers its models)
-from medattn.models.base import Classifier
+from medattn.models import cnn, hybrid, resnet, unet, vit  # noqa: F401  (each registers its models)
+from medattn.models.base import Classifier, ModelBase
+from medattn.models.unet import Segmenter
 from medattn.registry import MODELS, create_model
 
 
@@ -15,4 +16,4 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODELS", "Classifier", "count_parameters", "create_model"]
+__all__ = ["MODELS", "Classifier", "ModelBase", "Segmenter", "count_parameters", "create_model"]

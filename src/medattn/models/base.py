@@ -1,4 +1,4 @@
-"""The surface every classification model shares: forward_features, forward_head, forward, config."""
+"""The surface every model shares: forward_features, forward_head, forward, config."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 from medattn.errors import ConfigError
 
 
-class Classifier(nn.Module):
-    """Base for classifiers built by name through the registry.
+class ModelBase(nn.Module):
+    """Base for every model built by name through the registry (classifiers and segmenters).
 
     Subclasses build their layers, then call `_record(name, **options)` with the registry name and the
     options they were given, so `config` can rebuild the model:
@@ -47,16 +47,14 @@ class Classifier(nn.Module):
             "options": dict(self._options),
         }
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, *spatial) -> last feature map (B, C, *grid) or tokens (B, N, C)."""
-        raise NotImplementedError
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Output of forward_features -> logits (B, num_classes)."""
-        raise NotImplementedError
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # subclasses define forward_features (input -> features) and forward_head (features -> logits)
         return self.forward_head(self.forward_features(x))
+
+
+class Classifier(ModelBase):
+    """Base for classifiers: forward_features gives the last feature map (B, C, *grid) or tokens (B, N, C);
+    forward_head gives logits (B, num_classes)."""
 
 
 def check_choice(option: str, value: str, valid: tuple[str, ...]) -> str:
