@@ -135,6 +135,22 @@ def test_failed_training_leaves_no_run_directory(trained, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not found at {SHARED}")
+def test_predict_real_dicom_files_and_refuse_a_volume(trained):
+    root, _, _ = trained
+    files = [SHARED / "dicom" / "pydicom_testfiles" / n for n in ("MR_small.dcm", "CT_small.dcm")]
+    out = json.loads(medattn("predict", root / "run", *files, "--json").stdout)
+    assert [row["modality"] for row in out["predictions"]] == ["MR", "CT"]
+    assert all(sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for row in out["predictions"])
+    volume = SHARED / "nifti" / "nibabel_testdata" / "anatomical.nii"
+    result = medattn("predict", root / "run", volume, check=False)
+    assert result.returncode == 2
+    assert "anatomical.nii: 3D images, but the model is 2D" in result.stderr
+
+
 @pytest.mark.slow
 def test_demo_trains_evaluates_and_says_where(tmp_path):
     out = tmp_path / "demo"

@@ -173,7 +173,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON ob
     _emit(
         {"models": rows},
         as_json,
-        lambda p: [print(f"{r['name']:<16} {r['parameters']:>12,}  {r['description']}") for r in p["models"]],
+        lambda p: [
+            print(f"{r['name']:<16} {','.join(r['tasks']):<15} {r['parameters']:>12,}  {r['description']}")
+            for r in p["models"]
+        ],
     )
 
 
