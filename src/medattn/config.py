@@ -74,6 +74,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads; 0 = all cores
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off (with both on, each batch picks one)
     ema: float = 0.99  # exponential moving average of the weights (evaluated and saved); 0 = off
 
 
@@ -97,6 +99,8 @@ class RunConfig:
             raise ConfigError("train.epochs must be 0 (auto) or more, train.batch_size at least 1")
         if not 0 < self.train.lr < 10:
             raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
+        if self.train.mixup < 0 or self.train.cutmix < 0:
+            raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
         if not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         return self

@@ -19,6 +19,7 @@ from medattn.train.card import model_card
 from medattn.train.data import TrainingData, load_training_data
 from medattn.train.device import autocast, grad_scaler, select_device, use_threads
 from medattn.train.losses import build_loss
+from medattn.train.mixing import Mixer
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -117,7 +118,10 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         )
     order = torch.Generator().manual_seed(train_cfg.seed)
     augment = Augment(config.data.augment, spatial_dims=data.spatial_dims, seed=train_cfg.seed + 1)
-    generators = {"order": order, "augment": augment.generator}
+    mixer = Mixer(
+        mixup=train_cfg.mixup, cutmix=train_cfg.cutmix, generator=torch.Generator().manual_seed(train_cfg.seed + 2)
+    )
+    generators = {"order": order, "augment": augment.generator, "mixing": mixer.generator}
     scaler = grad_scaler(device, train_cfg.amp)
 
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
@@ -142,11 +146,18 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                 index = permutation[s : s + batch]
                 if len(index) < 2:  # batch norm cannot train on a single image
                     continue
-                x = augment(data.train.x[index]).to(device, non_blocking=True)
+                x = augment(data.train.x[index])
                 y = data.train.y[index].to(device)
+                partner, lam = None, 1.0
+                if mixer.active:
+                    x, partner, lam = mixer(x)
                 with autocast(device, train_cfg.amp):
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                    logits = model(x.to(device, non_blocking=True))
+                loss = (
+                    loss_fn(logits.float(), y)
+                    if partner is None
+                    else mixer.loss(loss_fn, logits.float(), y, partner, lam)
+                )
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"epoch {epoch + 1}: the loss became {loss.item()}; lower train.lr")
                 optimizer.zero_grad(set_to_none=True)
