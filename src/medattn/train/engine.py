@@ -63,6 +63,17 @@ def validation_scores(model, data: TrainingData, loss_fn, *, device, amp: bool) 
     return scores
 
 
+def _ema_with_warmup(decay: float):
+    """EMA whose decay grows with the step, (1 + n) / (10 + n) capped at `decay`: with a fixed 0.99 a short run
+    (a hundred steps) would still carry a third of its random initial weights."""
+
+    def average(averaged, current, steps):
+        rate = min(decay, (1.0 + float(steps)) / (10.0 + float(steps)))
+        return averaged + (current - averaged) * (1.0 - rate)
+
+    return average
+
+
 def _score(scores: dict, metric: str) -> float:
     if metric == "loss" or not math.isfinite(scores.get(metric, float("nan"))):
         return -scores["loss"]
@@ -113,9 +124,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     )
     ema = None
     if train_cfg.ema > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train_cfg.ema), use_buffers=True
-        )
+        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_with_warmup(train_cfg.ema), use_buffers=True)
     order = torch.Generator().manual_seed(train_cfg.seed)
     augment = Augment(config.data.augment, spatial_dims=data.spatial_dims, seed=train_cfg.seed + 1)
     mixer = Mixer(
