@@ -47,3 +47,18 @@ def test_yaml_is_never_evaluated(tmp_path):
     path.write_text("train: !!python/object/apply:os.system ['echo hacked']")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def test_the_readme_example_config_is_valid(tmp_path):
+    import re
+    from pathlib import Path
+
+    from medattn.data.augment import Augment
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "run.yaml").write_text(block)
+    config = load_config(tmp_path / "run.yaml")
+    assert config.train.loss == "focal"
+    assert config.model.options["attention"] == "cbam"
+    Augment(config.data.augment, spatial_dims=3, seed=0)  # every augmentation entry builds
