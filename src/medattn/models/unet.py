@@ -237,8 +237,9 @@ def unet(
     deep_supervision: bool = False,
 ) -> UNet:
     """U-Net with nnU-Net-style levels (two conv-norm-LeakyReLU, stride-2 conv down, transposed conv up)."""
-    channels = _channels(channels)
-    model = UNet(
+    return _gated_or_plain(
+        "unet",
+        gate=False,
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         num_classes=num_classes,
@@ -247,8 +248,6 @@ def unet(
         dropout=dropout,
         deep_supervision=deep_supervision,
     )
-    model._record("unet", channels=channels, norm=norm, dropout=dropout, deep_supervision=deep_supervision)
-    return model
 
 
 @MODELS.register(
@@ -265,6 +264,31 @@ def attention_unet(
     deep_supervision: bool = False,
 ) -> UNet:
     """U-Net whose skips are weighted by additive attention gates; hook `decoder.<i>.gate.attend` for the maps."""
+    return _gated_or_plain(
+        "attention_unet",
+        gate=True,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        channels=channels,
+        norm=norm,
+        dropout=dropout,
+        deep_supervision=deep_supervision,
+    )
+
+
+def _gated_or_plain(
+    name: str,
+    *,
+    gate: bool,
+    spatial_dims: int,
+    in_channels: int,
+    num_classes: int,
+    channels: Sequence[int],
+    norm: str,
+    dropout: float,
+    deep_supervision: bool,
+) -> UNet:
     channels = _channels(channels)
     model = UNet(
         spatial_dims=spatial_dims,
@@ -274,9 +298,9 @@ def attention_unet(
         norm=norm,
         dropout=dropout,
         deep_supervision=deep_supervision,
-        gate=True,
+        gate=gate,
     )
-    model._record("attention_unet", channels=channels, norm=norm, dropout=dropout, deep_supervision=deep_supervision)
+    model._record(name, channels=channels, norm=norm, dropout=dropout, deep_supervision=deep_supervision)
     return model
 
 
