@@ -179,3 +179,26 @@ def test_learns_breastmnist(tmp_path):
     assert metrics["auc"] > 0.80
     assert metrics["acc"] > 0.75
     assert np.isfinite(metrics["ece"])
+
+
+def test_trains_from_a_class_folder_of_png_files(tmp_path):
+    from PIL import Image
+
+    from medattn.data.phantom import make_classification_set
+
+    images, labels = make_classification_set(n=40, spatial_dims=2, size=20, seed=4)
+    for split, index in (("train", range(0, 24)), ("val", range(24, 32)), ("test", range(32, 40))):
+        for i in index:
+            folder = tmp_path / "data" / split / ("lesion" if labels[i] else "clear")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    config = _config(tmp_path / "data", epochs=1)
+    config.data.size = [16, 16]
+    run = prepare_run_dir(tmp_path / "run", resume=False, force=False)
+    fit(config, run)
+    card = json.loads((run / "model.json").read_text())
+    assert card["class_names"] == ["clear", "lesion"]
+    assert card["training_data"]["kind"] == "folder"
+    assert card["input"]["size"] == [16, 16]
+    assert card["input"]["source_spacing_mm"] == [1.0, 1.0]
+    assert card["input"]["intensity"]["mode"] == "scale"

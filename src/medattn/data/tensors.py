@@ -31,12 +31,16 @@ def _first_image(split: Split):
     return read_image(split.paths[0])
 
 
-def plan_intensity(source: LabelledSource, *, modality: str, window: list[float] | None) -> Intensity:
-    """Choose the intensity recipe from the first training image (mean and std are filled in later)."""
+def plan_intensity(
+    source: LabelledSource, *, modality: str, window: list[float] | None
+) -> tuple[Intensity, list[float] | None]:
+    """The intensity recipe, chosen from the first training image (mean and std are filled in later), and that
+    image's spacing in mm (None for arrays without geometry, such as MedMNIST)."""
     image, meta = _first_image(source.splits["train"])
     wanted = modality if modality != "auto" else (source.modality if source.modality != "auto" else "auto")
     dicom_modality = None if meta is None else meta.modality
-    return choose_intensity(wanted, image.dtype, window=window, dicom_modality=dicom_modality)
+    intensity = choose_intensity(wanted, image.dtype, window=window, dicom_modality=dicom_modality)
+    return intensity, None if meta is None else [float(s) for s in meta.spacing]
 
 
 def _load_files(split: Split, intensity: Intensity, size, progress) -> list:

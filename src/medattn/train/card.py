@@ -31,7 +31,8 @@ def model_card(config: RunConfig, data, *, model, best: dict, history: list[dict
             "layout": "channel-first (C, H, W) or (C, D, H, W)",
             "channels": data.in_channels,
             "size": data.size,
-            "spacing": None,
+            # images are resized to `size`, not resampled to a spacing: this records what training saw
+            "source_spacing_mm": data.source_spacing,
             "intensity": data.intensity.to_dict(),
         },
         "training_data": {

@@ -20,6 +20,7 @@ class TrainingData:
     val: Prepared
     size: list[int]
     notes: list[str]
+    source_spacing: list[float] | None = None  # mm, of the first training image, before resizing
 
     @property
     def spatial_dims(self) -> int:
@@ -42,7 +43,7 @@ def load_training_data(config: RunConfig) -> TrainingData:
     )
     if "val" not in source.splits:
         raise DataError(f"{data.path}: no validation split and data.val_fraction is 0: the best epoch needs one")
-    intensity = plan_intensity(source, modality=data.modality, window=data.window)
+    intensity, spacing = plan_intensity(source, modality=data.modality, window=data.window)
     loading = lambda items: track(items, "reading train images")  # noqa: E731
     unit = to_unit_tensor(source.splits["train"], intensity, data.size, where=f"{data.path} [train]", progress=loading)
     intensity = fit_standardisation(unit, intensity)
@@ -61,7 +62,7 @@ def load_training_data(config: RunConfig) -> TrainingData:
     )
     for split in ("train", "val"):
         _check_labels(source, split)
-    return TrainingData(source, intensity, train, val, list(train.x.shape[2:]), notes)
+    return TrainingData(source, intensity, train, val, list(train.x.shape[2:]), notes, spacing)
 
 
 def _labels(source: LabelledSource, split: str):
