@@ -193,6 +193,42 @@ def demo(
     _emit(result, as_json, lambda r: None)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Look at a dataset before training on it.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: str = typer.Argument(..., help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
+    task: str = typer.Option(None, "--task", help="binary | multiclass | multilabel | ordinal (default: inferred)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Counts per class, split and patient; sizes, spacing, intensities; duplicates across splits; a loss to use."""
+    from medattn.data.inspect import inspect_path
+    from medattn.progress import track
+
+    report = inspect_path(path, task=task, progress=lambda items: track(items, "hashing images"))
+
+    def human(r):
+        print(f"{r['path']} ({r['kind']}, {r['task']}): classes {', '.join(r['class_names'])}")
+        for split, counts in r["class_counts"].items():
+            print(f"  {split:<5} {r['splits'][split]:>7} images  per class {counts}")
+        if r["patients"]:
+            print(
+                f"  patients per split {r['patients']['per_split']}; "
+                f"in more than one split: {r['patients']['in_more_than_one_split']}"
+            )
+        print(f"  shapes {r['images']['shapes']}  dtypes {r['images']['dtypes']}  spacing {r['images']['spacing_mm']}")
+        print(f"  intensity {r['images']['intensity']}")
+        print(
+            f"  identical images in more than one split: {r['duplicates_across_splits']}; "
+            f"repeated within a split: {r['duplicates_within_splits']}"
+        )
+        print(f"  recommended: {r['recommendation']['flag']} ({r['recommendation']['why']})")
+
+    _emit(report, as_json, human)
+
+
 def main() -> None:
     try:
         app()
