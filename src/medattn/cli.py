@@ -51,6 +51,8 @@ def train(
     lr: float = typer.Option(None, "--lr"),
     size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
     loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal"),
+    sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced"),
+    threshold: str = typer.Option(None, "--threshold", help="binary: 0.5, youden, or sensitivity=0.9 (tuned on val)"),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
@@ -78,6 +80,8 @@ def train(
             ("train", "batch_size"): batch_size,
             ("train", "lr"): lr,
             ("train", "loss"): loss,
+            ("train", "sampler"): sampler,
+            ("train", "threshold"): threshold,
             ("train", "device"): device,
             ("data", "size"): _parse_size(size),
         }
@@ -125,12 +129,13 @@ def evaluate(
     run: Path = typer.Argument(..., help="a finished run directory"),
     data: str = typer.Option(None, "--data", help="dataset to score (default: the run's training data)"),
     split: str = typer.Option("test", "--split"),
+    tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split: AUC, accuracy, balanced accuracy, sensitivity/specificity, F1, ECE, 95% CIs."""
     from medattn.evaluate.report import evaluate_run, print_report
 
-    metrics = evaluate_run(run, data=data, split=split)
+    metrics = evaluate_run(run, data=data, split=split, tta=tta)
     _emit(metrics, as_json, print_report)
 
 
@@ -138,12 +143,13 @@ def evaluate(
 def predict(
     run: Path = typer.Argument(..., help="a finished run directory"),
     files: list[Path] = typer.Argument(..., help="DICOM files or series folders, NIfTI, PNG/JPEG"),
+    tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Classify image files with a trained run."""
     from medattn.evaluate.report import predict_files
 
-    result = predict_files(run, files)
+    result = predict_files(run, files, tta=tta)
 
     def human(payload):
         for row in payload["predictions"]:

@@ -28,6 +28,7 @@ TASKS = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
 LOSSES = ("ce", "weighted_ce", "focal")
 SELECT_METRICS = ("auc", "acc", "balanced_acc", "loss")
+SAMPLERS = ("shuffle", "balanced")
 
 
 def default_augment() -> list[dict[str, Any]]:
@@ -70,6 +71,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     select_metric: str = "auc"  # the best epoch is chosen on validation by this metric, never on test
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    sampler: str = "shuffle"  # shuffle | balanced (each class drawn equally often, with replacement)
+    threshold: str = "0.5"  # binary decision threshold: a number, "youden", or "sensitivity=0.9" (tuned on val)
     amp: bool = True  # mixed precision where the device supports it (CUDA)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -91,6 +94,7 @@ class RunConfig:
             (self.train.schedule, SCHEDULES, "train.schedule"),
             (self.train.loss, LOSSES, "train.loss"),
             (self.train.select_metric, SELECT_METRICS, "train.select_metric"),
+            (self.train.sampler, SAMPLERS, "train.sampler"),
         ]
         for value, allowed, key in checks:
             if value not in allowed:
@@ -99,6 +103,7 @@ class RunConfig:
             raise ConfigError("train.epochs must be 0 (auto) or more, train.batch_size at least 1")
         if not 0 < self.train.lr < 10:
             raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
+        parse_threshold(self.train.threshold)
         if self.train.mixup < 0 or self.train.cutmix < 0:
             raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
         if not 0 <= self.train.ema < 1:
@@ -120,6 +125,21 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
         return _build(cls, raw, source).validate()
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """ "0.5" -> ("fixed", 0.5); "youden" -> ("youden", nan); "sensitivity=0.9" -> ("sensitivity", 0.9)."""
+    text = str(text).strip()
+    if text == "youden":
+        return "youden", float("nan")
+    kind, _, value = text.partition("=")
+    try:
+        number = float(value if kind == "sensitivity" else text)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number < 1:
+        raise ConfigError(f"train.threshold {text!r}: expected a number in (0, 1), 'youden' or 'sensitivity=0.9'")
+    return ("sensitivity" if kind == "sensitivity" else "fixed"), number
 
 
 def _build(kind: type, raw: Any, where: str) -> Any:

@@ -55,8 +55,23 @@ def load_run(run: str | Path, *, device=None) -> LoadedRun:
     return LoadedRun(run, config, card, model)
 
 
-def predict_probs(model, x, *, task: str, batch_size: int = 256, device=None, amp: bool = False) -> np.ndarray:
-    """Probabilities (N, K) for a standardised input tensor (N, C, *spatial)."""
+def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
+    """Tensor dims to flip at test time: the spatial axes training flipped (left-right if it flipped none)."""
+    axes = set()
+    for spec in config.data.augment:
+        if spec.get("name") == "flip":
+            axes |= set(spec.get("axes") or range(-spatial_dims, 0))
+    return sorted({a if a < 0 else a - spatial_dims for a in axes}) or [-1]
+
+
+def predict_probs(
+    model, x, *, task: str, batch_size: int = 256, device=None, amp: bool = False, flips: list[int] | None = None
+) -> np.ndarray:
+    """Probabilities (N, K) for a standardised input tensor (N, C, *spatial).
+
+    With `flips`, test-time augmentation: the mean of the probabilities of the image and of its flip along
+    each listed spatial axis (negative, counted from the end).
+    """
     import torch
 
     from medattn.train.device import autocast
@@ -65,10 +80,12 @@ def predict_probs(model, x, *, task: str, batch_size: int = 256, device=None, am
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
+    views = [None, *(flips or [])]
     chunks = []
     with torch.inference_mode(), autocast(device, amp):
         for start in range(0, len(x), batch_size):
-            logits = model(x[start : start + batch_size].to(device))
-            chunks.append(probabilities(logits.float(), task).cpu())
+            batch = x[start : start + batch_size].to(device)
+            probs = [probabilities(model(batch if axis is None else batch.flip(axis)).float(), task) for axis in views]
+            chunks.append(torch.stack(probs).mean(dim=0).cpu())
     model.train(was_training)
     return torch.cat(chunks).numpy().astype(np.float64)

@@ -9,12 +9,12 @@ import numpy as np
 from medattn.data.sources import open_source
 from medattn.data.tensors import prepare, prepare_image
 from medattn.errors import DataError
-from medattn.inference import load_run, predict_probs
+from medattn.inference import load_run, predict_probs, tta_flips
 from medattn.progress import track
 from medattn.runs import atomic_write_json, read_json
 
 
-def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test") -> dict:
+def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
     from medattn.evaluate.metrics import classification_metrics
 
     run = load_run(run_dir)
@@ -31,7 +31,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
         source, split, run.intensity, run.size, progress=lambda items: track(items, f"reading {split} images")
     )
     _check_input(run, prepared.x.shape[1:], where=f"{path} [{split}]")
-    probs = predict_probs(run.model, prepared.x, task=run.task)
+    flips = tta_flips(run.config, run.card["model"]["spatial_dims"]) if tta else None
+    probs = predict_probs(run.model, prepared.x, task=run.task, flips=flips)
     metrics = classification_metrics(
         prepared.y.numpy(),
         probs,
@@ -39,9 +40,9 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
         threshold=run.card.get("threshold"),
         class_names=run.card["class_names"],
     )
-    metrics = {"run": str(run.path), "data": str(path), "split": split, "task": run.task, **metrics}
+    metrics = {"run": str(run.path), "data": str(path), "split": split, "task": run.task, "tta": flips, **metrics}
     recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
-    recorded[split] = metrics
+    recorded[f"{split}+tta" if tta else split] = metrics
     atomic_write_json(run.path / "metrics.json", recorded)
     return metrics
 
@@ -55,7 +56,7 @@ def _check_input(run, shape, *, where: str) -> None:
         raise DataError(f"{where}: {channels} channel(s), but the model takes {expected['in_channels']}")
 
 
-def predict_files(run_dir: str | Path, files: list[Path]) -> dict:
+def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False) -> dict:
     from medattn.data.readers import read_image
 
     run = load_run(run_dir)
@@ -65,7 +66,9 @@ def predict_files(run_dir: str | Path, files: list[Path]) -> dict:
         array = _match_channels(array, run.card["model"]["in_channels"], where=str(file))
         x = prepare_image(array, run.intensity, run.size if len(run.size) == array.ndim - 1 else None, where=str(file))
         _check_input(run, x.shape[1:], where=str(file))
-        probs = predict_probs(run.model, x, task=run.task)[0]
+        probs = predict_probs(run.model, x, task=run.task, flips=tta_flips(run.config, len(run.size)) if tta else None)[
+            0
+        ]
         rows.append({"file": str(file), **_decide(probs, run), "modality": meta.modality})
     return {"run": str(run.path), "task": run.task, "predictions": rows}
 

@@ -18,7 +18,6 @@ def model_card(config: RunConfig, data, *, model, best: dict, history: list[dict
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": source.task,
         "class_names": source.class_names,
-        "threshold": 0.5 if source.task in ("binary", "multilabel") else None,
         "model": {
             "name": config.model.name,
             "options": config.model.options,

@@ -63,6 +63,19 @@ def validation_scores(model, data: TrainingData, loss_fn, *, device, amp: bool) 
     return scores
 
 
+def epoch_order(data: TrainingData, sampler: str, generator):
+    """Indices of one epoch: a shuffle, or draws that give every class the same expected share."""
+    import torch
+
+    n = len(data.train.y)
+    if sampler == "shuffle":
+        return torch.randperm(n, generator=generator)
+    labels = data.train.y if data.train.y.ndim == 1 else data.train.y.argmax(dim=1)
+    counts = torch.bincount(labels, minlength=data.num_outputs).float()
+    weights = 1.0 / counts[labels]  # (N,) each class sums to 1
+    return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+
 def _ema_with_warmup(decay: float):
     """EMA whose decay grows with the step, (1 + n) / (10 + n) capped at `decay`: with a fixed 0.99 a short run
     (a hundred steps) would still carry a third of its random initial weights."""
@@ -149,7 +162,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         for epoch in range(start, train_cfg.epochs):
             tick = time.perf_counter()
             model.train()
-            permutation = torch.randperm(n, generator=order)
+            permutation = epoch_order(data, train_cfg.sampler, order)
             total_loss, seen = 0.0, 0
             for s in range(0, n, batch):
                 index = permutation[s : s + batch]
@@ -239,6 +252,26 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     )
 
 
+def decision_threshold(config, data: TrainingData, model, *, device) -> tuple[float | None, str]:
+    """The binary decision threshold: fixed, or tuned on the validation split (never on test)."""
+    from medattn.config import parse_threshold
+    from medattn.evaluate.metrics import threshold_for_sensitivity, youden_threshold
+
+    task = data.source.task
+    kind, value = parse_threshold(config.train.threshold)
+    if task == "multilabel":
+        return 0.5, "fixed 0.5 per label"
+    if task != "binary":
+        return None, "argmax"
+    if kind == "fixed":
+        return value, f"fixed {value}"
+    scores = predict_probs(model, data.val.x, task=task, device=device)[:, 1]
+    labels = data.val.y.numpy()
+    if kind == "youden":
+        return float(youden_threshold(labels, scores)), "Youden's J on validation"
+    return float(threshold_for_sensitivity(labels, scores, value)), f"sensitivity >= {value} on validation"
+
+
 def _plain(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if isinstance(v, int | float | str)}
 
@@ -258,6 +291,7 @@ def _finish(config, run: Path, data: TrainingData, *, model, best: dict, history
     weights = load_file(run / "checkpoint" / "best.safetensors")
     model.load_state_dict(weights)
     card = model_card(config, data, model=model, best=best, history=history, device=device)
+    card["threshold"], card["threshold_rule"] = decision_threshold(config, data, model, device=device)
     atomic_save_safetensors(run / "model.safetensors", weights, metadata={"medattn_model": config.model.name})
     atomic_write_json(run / "model.json", card)
     return {
