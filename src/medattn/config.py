@@ -56,6 +56,7 @@ class DataConfig:
 class ModelConfig:
     name: str = DEFAULT_MODEL
     options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # a finished run whose weights (all but the head) start this one
 
 
 @dataclass

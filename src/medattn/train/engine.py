@@ -20,6 +20,7 @@ from medattn.train.data import TrainingData, load_training_data
 from medattn.train.device import autocast, grad_scaler, select_device, use_threads
 from medattn.train.losses import build_loss
 from medattn.train.mixing import Mixer
+from medattn.train.transfer import load_backbone
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -111,6 +112,15 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         num_classes=data.num_outputs,
         options=config.model.options,
     ).to(device)
+    if config.model.init:
+        copied = load_backbone(
+            model,
+            config.model.init,
+            name=config.model.name,
+            options=config.model.options,
+            spatial_dims=data.spatial_dims,
+        )
+        data.notes.append(f"initialised {copied} tensors (all but the head) from {config.model.init}")
     counts = data.source.class_counts("train")
     loss_fn = build_loss(
         task=data.source.task,
