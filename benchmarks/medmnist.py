@@ -76,13 +76,15 @@ def baseline_rate(path: Path, *, steps: int, seed: int = 0) -> float:
     return seen / (time.perf_counter() - started)
 
 
-def run_one(path: Path, seed: int, *, epochs: int | None, model: str | None, work: Path) -> dict:
-    from medattn.config import RunConfig
+def run_one(
+    path: Path, seed: int, *, epochs: int | None, model: str | None, work: Path, config_file: str | None = None
+) -> dict:
+    from medattn.config import RunConfig, load_config
     from medattn.evaluate.report import evaluate_run
     from medattn.runs import prepare_run_dir
     from medattn.train.engine import fit
 
-    config = RunConfig()
+    config = load_config(config_file) if config_file else RunConfig()
     config.data.path = str(path)
     config.train.seed = seed
     if epochs:
@@ -94,12 +96,15 @@ def run_one(path: Path, seed: int, *, epochs: int | None, model: str | None, wor
     result = fit(config, run)
     minutes = (time.perf_counter() - started) / 60
     test = evaluate_run(run, split="test")
+    test_tta = evaluate_run(run, split="test", tta=True)
     card = json.loads((run / "model.json").read_text())
     return {
         "seed": seed,
         "auc": test["auc"],
         "acc": test["acc"],
         "auc_ci": test["auc_ci"],
+        "auc_tta": test_tta["auc"],
+        "acc_tta": test_tta["acc"],
         "val_auc": result["val"]["auc"],
         "best_epoch": result["best_epoch"],
         "epochs": result["epochs_run"],
@@ -122,6 +127,8 @@ def summarise(name: str, runs: list[dict], baseline: float) -> dict:
         "auc_std": spread("auc"),
         "acc_mean": mean("acc"),
         "acc_std": spread("acc"),
+        "auc_tta_mean": mean("auc_tta"),
+        "acc_tta_mean": mean("acc_tta"),
         "max_train_minutes": max(r["train_minutes"] for r in runs),
         "train_images_per_second": rate,
         "baseline_images_per_second": baseline,
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
     parser.add_argument("--model", default=None, help="override the default model")
+    parser.add_argument("--config", default=None, help="a run config (YAML) to train with instead of the defaults")
     parser.add_argument("--baseline-steps", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "results" / "medmnist"))
     args = parser.parse_args(argv)
@@ -168,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             path = DATA / f"{name}.npz"
             baseline = baseline_rate(path, steps=args.baseline_steps)
             runs = [
-                run_one(path, int(s), epochs=args.epochs, model=args.model, work=Path(work))
+                run_one(path, int(s), epochs=args.epochs, model=args.model, work=Path(work), config_file=args.config)
                 for s in args.seeds.split(",")
             ]
             results.append(summarise(name, runs, baseline))
