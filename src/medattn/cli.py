@@ -53,6 +53,9 @@ def train(
     size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
     loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal"),
     sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced"),
+    augment: str = typer.Option(
+        None, "--augment", help="augmentation preset: xray | ct | mr | ultrasound | rgb | auto | default | none"
+    ),
     threshold: str = typer.Option(None, "--threshold", help="binary: 0.5, youden, or sensitivity=0.9 (tuned on val)"),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
@@ -63,10 +66,11 @@ def train(
     from medattn.config import RunConfig, load_config
     from medattn.errors import ConfigError
     from medattn.runs import prepare_run_dir
+    from medattn.train import distributed
     from medattn.train.engine import fit
 
     if resume:
-        run = prepare_run_dir(out, resume=True, force=force)
+        run = prepare_run_dir(out, resume=True, force=force)  # only reads: under torchrun every process checks
         cfg = load_config(run / "config.yaml")
     else:
         cfg = load_config(config) if config else RunConfig()
@@ -83,6 +87,7 @@ def train(
             ("train", "lr"): lr,
             ("train", "loss"): loss,
             ("train", "sampler"): sampler,
+            ("data", "augment"): augment,
             ("train", "threshold"): threshold,
             ("train", "device"): device,
             ("data", "size"): _parse_size(size),
@@ -97,13 +102,17 @@ def train(
         from medattn.registry import MODELS
 
         MODELS.get(cfg.model.name)
-        run = prepare_run_dir(out, resume=False, force=force)
+        distributed.start(cfg.train.device)  # under torchrun: join the others; rank 0 alone creates the run
+        run = distributed.on_main(lambda: prepare_run_dir(out, resume=False, force=force))
     try:
         result = fit(cfg, run, resume=resume)
     except BaseException:
-        if not resume and run.is_dir() and not any(run.iterdir()):
+        if distributed.is_main() and not resume and run.is_dir() and not any(run.iterdir()):
             run.rmdir()  # failed before writing anything: leave no empty run behind
         raise
+    distributed.stop()
+    if not distributed.is_main():
+        return  # rank 0 reports for all
     _emit(
         result,
         as_json,
@@ -235,6 +244,80 @@ def data_inspect(
         print(f"  recommended: {r['recommendation']['flag']} ({r['recommendation']['why']})")
 
     _emit(report, as_json, human)
+
+
+tune_app = typer.Typer(no_args_is_help=True, help="Cross-validate by patient, and search hyperparameters.")
+app.add_typer(tune_app, name="tune")
+
+
+@tune_app.command("cv")
+def tune_cv(
+    data: str = typer.Option(None, "--data", help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
+    folds: int = typer.Option(5, "--folds", help="number of folds (train+val pooled; the test split is kept out)"),
+    out: Path = typer.Option(..., "--out", help="directory for the fold runs, cv.json and ensemble.json"),
+    repeats: int = typer.Option(1, "--repeats", help="repeat with other fold splits (seed + repeat)"),
+    group: str = typer.Option("auto", "--group", help="auto (by patient when ids exist) | patient | none"),
+    config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
+    model: str = typer.Option(None, "--model"),
+    epochs: int = typer.Option(None, "--epochs"),
+    seed: int = typer.Option(None, "--seed"),
+    size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    resume: bool = typer.Option(False, "--resume", help="continue the cross-validation in --out (its saved plan)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Stratified k-fold cross-validation, grouped by patient; the fold models become an ensemble."""
+    from medattn.config import RunConfig, load_config
+    from medattn.errors import ConfigError
+    from medattn.tune.cv import CVSettings, run_cv
+    from medattn.tune.report import print_cv
+
+    cfg = load_config(config) if config else RunConfig()
+    overrides = {
+        ("data", "path"): data,
+        ("model", "name"): model,
+        ("train", "epochs"): epochs,
+        ("train", "seed"): seed,
+        ("train", "device"): device,
+        ("data", "size"): _parse_size(size),
+    }
+    for (section, key), value in overrides.items():
+        if value is not None:
+            setattr(getattr(cfg, section), key, value)
+    if model is not None and config is None:
+        cfg.model.options = {}
+    if not resume and not cfg.data.path:
+        raise ConfigError("--data is required (or data.path in --config)")
+    settings = CVSettings(folds=folds, repeats=repeats, group=group)
+    result = run_cv(RunConfig.from_dict(cfg.to_dict()), out, settings=settings, resume=resume, force=force)
+    _emit(result, as_json, print_cv)
+
+
+@tune_app.command("grid")
+def tune_grid(
+    data: str = typer.Option(None, "--data", help="the dataset (overrides base.data.path in the grid file)"),
+    grid: Path = typer.Option(None, "--grid", help="YAML: base config, search: {dotted.key: [values]}, folds, ..."),
+    out: Path = typer.Option(..., "--out", help="directory for study.db, the trials, results.md and best.yaml"),
+    folds: int = typer.Option(None, "--folds", help="overrides folds in the grid file"),
+    sampler: str = typer.Option(None, "--sampler", help="grid | tpe | random (overrides the grid file)"),
+    trials: int = typer.Option(None, "--trials", help="how many points to try (default: the whole grid)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the search in --out; finished trials are kept"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Search hyperparameters with Optuna, every point scored by cross-validation; writes best.yaml."""
+    from medattn.errors import ConfigError
+    from medattn.tune.grid import load_spec_for_resume, run_grid
+    from medattn.tune.report import print_grid
+    from medattn.tune.space import load_grid, with_overrides
+
+    if grid is None and not resume:
+        raise ConfigError("--grid is required (a YAML file; see examples/grid_attn_resnet.yaml)")
+    spec = load_grid(grid) if grid is not None else load_spec_for_resume(out, data)
+    spec = with_overrides(spec, data=data, folds=folds, sampler=sampler, trials=trials)
+    summary = run_grid(spec, out, resume=resume, force=force)
+    _emit(summary, as_json, print_grid)
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ DEFAULT_OPTIONS = {
 }
 # epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
 AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 20, 60
-TASKS = ("binary", "multiclass", "multilabel", "ordinal")
+TASKS = ("binary", "multiclass", "multilabel", "ordinal", "segmentation")
 SCHEDULES = ("onecycle", "cosine")
-LOSSES = ("ce", "weighted_ce", "focal")
-SELECT_METRICS = ("auc", "acc", "balanced_acc", "loss")
+LOSSES = ("ce", "weighted_ce", "focal", "dice_ce", "tversky")  # segmentation: dice_ce | focal | tversky
+SELECT_METRICS = ("auc", "acc", "balanced_acc", "loss", "dice")
 SAMPLERS = ("shuffle", "balanced")
 
 
@@ -49,7 +49,13 @@ class DataConfig:
     val_fraction: float = 0.15  # used only when the source has no validation split
     test_fraction: float = 0.15  # used only when the source has no test split
     class_names: list[str] | None = None
-    augment: list[dict[str, Any]] = field(default_factory=default_augment)
+    # a list of operations, or a preset: none | default | xray | ct | mr | ultrasound | rgb | auto (data/presets.py)
+    augment: str | list[dict[str, Any]] = field(default_factory=default_augment)
+    # segmentation only (train/segment.py): the training patch per spatial axis (None = auto, from the median
+    # image shape), and the voxel spacing in mm to resample to: auto (the training median in 3D, none in 2D),
+    # none, median, or one value per axis. Images are resampled linearly, masks by nearest neighbour.
+    patch: list[int] | None = None
+    spacing: str | list[float] = "auto"
 
 
 @dataclass
@@ -81,6 +87,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off (with both on, each batch picks one)
     ema: float = 0.99  # exponential moving average of the weights (evaluated and saved); 0 = off
+    foreground_fraction: float = 0.33  # segmentation: share of training patches centred on a labelled voxel
 
 
 @dataclass
@@ -105,15 +112,26 @@ class RunConfig:
         if not 0 < self.train.lr < 10:
             raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
         parse_threshold(self.train.threshold)
+        from medattn.data.presets import check_augment
+
+        check_augment(self.data.augment)
         if self.train.mixup < 0 or self.train.cutmix < 0:
             raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
         if not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
+        _check_segmentation_fields(self)
         return self
 
-    def resolved(self, *, spatial_dims: int, n_train: int) -> RunConfig:
-        """A copy with the automatic choices made concrete, as saved in config.yaml (so a resume is exact)."""
+    def resolved(self, *, spatial_dims: int, n_train: int, modality: str = "auto") -> RunConfig:
+        """A copy with the automatic choices made concrete, as saved in config.yaml (so a resume is exact).
+
+        `modality` is the data source's (e.g. "xray"); a data.modality set in the config wins over it.
+        """
+        from medattn.data.presets import resolve_augment
+
         config = RunConfig.from_dict(self.to_dict())
+        modality = config.data.modality if config.data.modality != "auto" else modality
+        config.data.augment = resolve_augment(config.data.augment, spatial_dims=spatial_dims, modality=modality)
         if config.model.name == DEFAULT_MODEL and not config.model.options:
             config.model.options = dict(DEFAULT_OPTIONS[spatial_dims])
         if config.train.epochs == 0:
@@ -126,6 +144,19 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
         return _build(cls, raw, source).validate()
+
+
+def _check_segmentation_fields(config: RunConfig) -> None:
+    patch, spacing = config.data.patch, config.data.spacing
+    if patch is not None and (not patch or not all(isinstance(p, int) and p >= 4 for p in patch)):
+        raise ConfigError(f"data.patch {patch!r}: expected 2 or 3 integers of at least 4, e.g. [96, 96]")
+    if isinstance(spacing, str):
+        if spacing not in ("auto", "none", "median"):
+            raise ConfigError(f"data.spacing {spacing!r}: expected auto, none, median or millimetres per axis")
+    elif not spacing or not all(isinstance(s, int | float) and s > 0 for s in spacing):
+        raise ConfigError(f"data.spacing {spacing!r}: expected positive millimetres per axis, e.g. [1.0, 1.0, 1.0]")
+    if not 0 <= config.train.foreground_fraction <= 1:
+        raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {config.train.foreground_fraction}")
 
 
 def parse_threshold(text: str) -> tuple[str, float]:

@@ -56,9 +56,15 @@ def load_run(run: str | Path, *, device=None) -> LoadedRun:
 
 
 def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
-    """Tensor dims to flip at test time: the spatial axes training flipped (left-right if it flipped none)."""
+    """Tensor dims to flip at test time: the spatial axes training flipped (left-right if it flipped none).
+
+    A run's config.yaml holds the resolved list; a preset name is resolved here (`auto` by data.modality).
+    """
+    from medattn.data.presets import resolve_augment
+
     axes = set()
-    for spec in config.data.augment:
+    specs = resolve_augment(config.data.augment, spatial_dims=spatial_dims, modality=config.data.modality)
+    for spec in specs:
         if spec.get("name") == "flip":
             axes |= set(spec.get("axes") or range(-spatial_dims, 0))
     return sorted({a if a < 0 else a - spatial_dims for a in axes}) or [-1]

@@ -7,40 +7,44 @@ from pathlib import Path
 import numpy as np
 
 from medattn.data.sources import open_source
-from medattn.data.tensors import prepare, prepare_image
+from medattn.data.tensors import prepare_image
 from medattn.errors import DataError
-from medattn.inference import load_run, predict_probs, tta_flips
+from medattn.inference import predict_probs, tta_flips
 from medattn.progress import track
 from medattn.runs import atomic_write_json, read_json
+from medattn.tune.ensemble import load_ensemble, member_inputs
 
 
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
+    """Score a run, or the fold ensemble of a cross-validation directory (mean of the members' probabilities)."""
     from medattn.evaluate.metrics import classification_metrics
 
-    run = load_run(run_dir)
+    run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     path = data or run.config.data.path
     source = open_source(path, task=run.task, class_names=None)
-    if len(source.class_names) != len(run.card["class_names"]):
+    if len(source.class_names) != len(run.class_names):
         raise DataError(
             f"{path}: {len(source.class_names)} classes, but the run was trained on "
-            f"{len(run.card['class_names'])} ({', '.join(run.card['class_names'])})"
+            f"{len(run.class_names)} ({', '.join(run.class_names)})"
         )
     if split not in source.splits:
         raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
-    prepared = prepare(
-        source, split, run.intensity, run.size, progress=lambda items: track(items, f"reading {split} images")
-    )
-    _check_input(run, prepared.x.shape[1:], where=f"{path} [{split}]")
-    flips = tta_flips(run.config, run.card["model"]["spatial_dims"]) if tta else None
-    probs = predict_probs(run.model, prepared.x, task=run.task, flips=flips)
+    probs, flips = [], None
+    reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
+    for member, prepared in member_inputs(run, source, split, progress=reading):
+        _check_input(member, prepared.x.shape[1:], where=f"{path} [{split}]")
+        flips = tta_flips(member.config, member.card["model"]["spatial_dims"]) if tta else None
+        probs.append(predict_probs(member.model, prepared.x, task=member.task, flips=flips))
     metrics = classification_metrics(
         prepared.y.numpy(),
-        probs,
+        np.mean(probs, axis=0),  # (N, K)
         task=run.task,
-        threshold=run.card.get("threshold"),
-        class_names=run.card["class_names"],
+        threshold=run.threshold,
+        class_names=run.class_names,
     )
     metrics = {"run": str(run.path), "data": str(path), "split": split, "task": run.task, "tta": flips, **metrics}
+    if len(run.members) > 1:
+        metrics["ensemble"] = {"members": len(run.members), "threshold_rule": run.threshold_rule}
     recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
     recorded[f"{split}+tta" if tta else split] = metrics
     atomic_write_json(run.path / "metrics.json", recorded)
@@ -59,17 +63,19 @@ def _check_input(run, shape, *, where: str) -> None:
 def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False) -> dict:
     from medattn.data.readers import read_image
 
-    run = load_run(run_dir)
+    run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     rows = []
     for file in files:
-        array, meta = read_image(file)
-        array = _match_channels(array, run.card["model"]["in_channels"], where=str(file))
-        x = prepare_image(array, run.intensity, run.size if len(run.size) == array.ndim - 1 else None, where=str(file))
-        _check_input(run, x.shape[1:], where=str(file))
-        probs = predict_probs(run.model, x, task=run.task, flips=tta_flips(run.config, len(run.size)) if tta else None)[
-            0
-        ]
-        rows.append({"file": str(file), **_decide(probs, run), "modality": meta.modality})
+        raw, meta = read_image(file)
+        probs = []
+        for member in run.members:  # each prepares the image with its own card
+            array = _match_channels(raw, member.card["model"]["in_channels"], where=str(file))
+            size = member.size if len(member.size) == array.ndim - 1 else None
+            x = prepare_image(array, member.intensity, size, where=str(file))
+            _check_input(member, x.shape[1:], where=str(file))
+            flips = tta_flips(member.config, len(member.size)) if tta else None
+            probs.append(predict_probs(member.model, x, task=member.task, flips=flips)[0])
+        rows.append({"file": str(file), **_decide(np.mean(probs, axis=0), run), "modality": meta.modality})
     return {"run": str(run.path), "task": run.task, "predictions": rows}
 
 
@@ -88,8 +94,8 @@ def _match_channels(array: np.ndarray, channels: int, *, where: str) -> np.ndarr
 
 
 def _decide(probs: np.ndarray, run) -> dict:
-    names = run.card["class_names"]
-    threshold = run.card.get("threshold")
+    names = run.class_names
+    threshold = run.threshold
     if run.task == "multilabel":
         cut = 0.5 if threshold is None else threshold
         chosen = [n for n, p in zip(names, probs, strict=True) if p > cut]  # strict, as MedMNIST

@@ -35,12 +35,16 @@ class TrainingData:
         return len(self.source.class_names)
 
 
-def load_training_data(config: RunConfig) -> TrainingData:
+def load_training_data(config: RunConfig, *, source: LabelledSource | None = None) -> TrainingData:
+    """Open config.data.path and carve missing splits; or take `source` as already split (cross-validation)."""
     data = config.data
-    source = open_source(data.path, task=data.task, class_names=data.class_names)
-    notes = ensure_splits(
-        source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
-    )
+    if source is None:
+        source = open_source(data.path, task=data.task, class_names=data.class_names)
+        notes = ensure_splits(
+            source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
+        )
+    else:
+        notes = list(source.notes)
     if "val" not in source.splits:
         raise DataError(f"{data.path}: no validation split and data.val_fraction is 0: the best epoch needs one")
     intensity, spacing = plan_intensity(source, modality=data.modality, window=data.window)

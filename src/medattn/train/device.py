@@ -29,12 +29,17 @@ def select_device(name: str = "auto"):
 
 
 def use_threads(threads: int = 0) -> int:
-    """Use every core unless told otherwise (train.threads, or OMP_NUM_THREADS when set)."""
+    """Use every core unless told otherwise (train.threads, or OMP_NUM_THREADS when set).
+
+    Processes started together on one machine (torchrun) share its cores: each takes cores / processes.
+    """
     import torch
+
+    from medattn.train.distributed import local_world_size
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     from_env = os.environ.get("OMP_NUM_THREADS", "")
-    count = threads or (int(from_env) if from_env.isdigit() else cores)
+    count = threads or (int(from_env) if from_env.isdigit() else max(1, cores // local_world_size()))
     torch.set_num_threads(max(1, count))
     return count
 

@@ -1,5 +1,6 @@
 """The training loop: AdamW, one-cycle or cosine schedule, clipping, optional EMA and mixed precision,
 best epoch chosen on validation, atomic checkpoints after every epoch, resumable after a kill.
+Under torchrun the same loop runs in every process on its share of each batch (train/distributed.py).
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from pathlib import Path
 
 from medattn.config import RunConfig, save_config
 from medattn.data.augment import Augment
+from medattn.data.sources import LabelledSource
 from medattn.inference import predict_probs
-from medattn.progress import bar, console
+from medattn.progress import console
 from medattn.registry import create_model
 from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, atomic_write_text
 from medattn.train import checkpoint as ckpt
+from medattn.train import distributed
 from medattn.train.card import model_card
 from medattn.train.data import TrainingData, load_training_data
-from medattn.train.device import autocast, grad_scaler, select_device, use_threads
+from medattn.train.device import autocast, grad_scaler, use_threads
 from medattn.train.losses import build_loss
 from medattn.train.mixing import Mixer
 from medattn.train.transfer import load_backbone
@@ -94,16 +97,21 @@ def _score(scores: dict, metric: str) -> float:
     return scores[metric]
 
 
-def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False) -> dict:
-    """Train as `config` says, writing the run directory `run` (already prepared by runs.prepare_run_dir)."""
+def fit(
+    config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source: LabelledSource | None = None
+) -> dict:
+    """Train as `config` says, writing the run directory `run` (already prepared by runs.prepare_run_dir).
+
+    `source`, when given, is used as already split instead of opening config.data.path (cross-validation folds).
+    """
     import torch
 
     train_cfg = config.train
     use_threads(train_cfg.threads)
-    device = select_device(train_cfg.device)
+    device = distributed.start(train_cfg.device)  # joins the process group under torchrun
     torch.manual_seed(train_cfg.seed)
-    data = load_training_data(config)
-    config = config.resolved(spatial_dims=data.spatial_dims, n_train=len(data.train.y))
+    data = load_training_data(config, source=source)
+    config = config.resolved(spatial_dims=data.spatial_dims, n_train=len(data.train.y), modality=data.source.modality)
     train_cfg = config.train
     model = create_model(
         config.model.name,
@@ -121,6 +129,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             spatial_dims=data.spatial_dims,
         )
         data.notes.append(f"initialised {copied} tensors (all but the head) from {config.model.init}")
+    net = distributed.wrap(model, device)  # what the step calls: DDP under torchrun; save and evaluate `model`
     counts = data.source.class_counts("train")
     loss_fn = build_loss(
         task=data.source.task,
@@ -131,7 +140,9 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         smoothing=train_cfg.label_smoothing,
     )
     n, batch = len(data.train.y), min(train_cfg.batch_size, len(data.train.y))
-    steps = sum(1 for s in range(0, n, batch) if min(batch, n - s) >= 2)
+    steps = len(distributed.rank_batches(torch.arange(n), batch=batch))  # per process, the same in each
+    if note := distributed.batch_note(batch):
+        data.notes.append(note)
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():  # no weight decay on norms, biases, embeddings
         (no_decay if parameter.ndim <= 1 or "pos_embed" in name or "token" in name else decay).append(parameter)
@@ -161,30 +172,30 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         state = ckpt.load_checkpoint(run)
         ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
-    else:
+    elif distributed.is_main():
         save_config(config, run / "config.yaml")
 
     evaluated = ema.module if ema is not None else model
     stale = sum(1 for row in history if row["epoch"] > best["epoch"])
     started = time.perf_counter()
-    with bar() as progress:
+    with distributed.main_bar() as progress:
         task = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
         for epoch in range(start, train_cfg.epochs):
             tick = time.perf_counter()
             model.train()
-            permutation = epoch_order(data, train_cfg.sampler, order)
+            permutation = epoch_order(data, train_cfg.sampler, order)  # the same on every rank
+            distributed.reseed_rank_streams(
+                seed=train_cfg.seed, epoch=epoch, generators=[augment.generator, mixer.generator]
+            )
             total_loss, seen = 0.0, 0
-            for s in range(0, n, batch):
-                index = permutation[s : s + batch]
-                if len(index) < 2:  # batch norm cannot train on a single image
-                    continue
+            for index in distributed.rank_batches(permutation, batch=batch):
                 x = augment(data.train.x[index])
                 y = data.train.y[index].to(device)
                 partner, lam = None, 1.0
                 if mixer.active:
                     x, partner, lam = mixer(x)
                 with autocast(device, train_cfg.amp):
-                    logits = model(x.to(device, non_blocking=True))
+                    logits = net(x.to(device, non_blocking=True))
                 loss = (
                     loss_fn(logits.float(), y)
                     if partner is None
@@ -210,55 +221,63 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                     status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}",
                 )
             seconds = time.perf_counter() - tick
-            scores = validation_scores(evaluated, data, loss_fn, device=device, amp=train_cfg.amp)
-            row = {
-                "epoch": epoch,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": total_loss / max(seen, 1),
-                "val_loss": scores["loss"],
-                "val_auc": scores["auc"],
-                "val_acc": scores["acc"],
-                "val_balanced_acc": scores["balanced_acc"],
-                "seconds": seconds,
-                "images_per_second": seen / max(seconds, 1e-9),
-            }
-            history.append(row)
-            score = _score(scores, train_cfg.select_metric)
-            if score > best["score"]:
-                best = {"score": score, "epoch": epoch, "scores": _plain(scores)}
-                atomic_save_safetensors(run / "checkpoint" / "best.safetensors", evaluated.state_dict())
-                stale = 0
-            else:
-                stale += 1
-            ckpt.save_checkpoint(
-                run,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                ema=ema,
-                epoch=epoch,
-                best=best,
-                history=history,
-                generators=generators,
-            )
-            _write_history(run, history)
-            progress.update(
-                task,
-                status=f"epoch {epoch + 1} val auc {scores['auc']:.3f} acc {scores['acc']:.3f} "
-                f"(best {best['scores'].get('auc', float('nan')):.3f} @ {best['epoch'] + 1})",
-            )
-            if train_cfg.patience and stale >= train_cfg.patience:
-                console().print(f"early stop after epoch {epoch + 1}: no gain for {stale} epochs")
+            total_loss, seen = distributed.all_reduce([total_loss, seen])  # over every rank's share of the epoch
+            [seconds] = distributed.all_reduce([seconds], op="max")
+            stop = False
+            if distributed.is_main():  # rank 0 validates and writes; the others wait for its verdict below
+                scores = validation_scores(evaluated, data, loss_fn, device=device, amp=train_cfg.amp)
+                row = {
+                    "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": total_loss / max(seen, 1),
+                    "val_loss": scores["loss"],
+                    "val_auc": scores["auc"],
+                    "val_acc": scores["acc"],
+                    "val_balanced_acc": scores["balanced_acc"],
+                    "seconds": seconds,
+                    "images_per_second": seen / max(seconds, 1e-9),
+                }
+                history.append(row)
+                score = _score(scores, train_cfg.select_metric)
+                if score > best["score"]:
+                    best = {"score": score, "epoch": epoch, "scores": _plain(scores)}
+                    atomic_save_safetensors(run / "checkpoint" / "best.safetensors", evaluated.state_dict())
+                    stale = 0
+                else:
+                    stale += 1
+                ckpt.save_checkpoint(
+                    run,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    ema=ema,
+                    epoch=epoch,
+                    best=best,
+                    history=history,
+                    generators=generators,
+                )
+                _write_history(run, history)
+                progress.update(
+                    task,
+                    status=f"epoch {epoch + 1} val auc {scores['auc']:.3f} acc {scores['acc']:.3f} "
+                    f"(best {best['scores'].get('auc', float('nan')):.3f} @ {best['epoch'] + 1})",
+                )
+                stop = bool(train_cfg.patience) and stale >= train_cfg.patience
+                if stop:
+                    console().print(f"early stop after epoch {epoch + 1}: no gain for {stale} epochs")
+            if distributed.broadcast(stop):
                 break
-    return _finish(
-        config,
-        run,
-        data,
-        model=evaluated,
-        best=best,
-        history=history,
-        device=device,
-        seconds=time.perf_counter() - started,
+    return distributed.on_main(
+        lambda: _finish(
+            config,
+            run,
+            data,
+            model=evaluated,
+            best=best,
+            history=history,
+            device=device,
+            seconds=time.perf_counter() - started,
+        )
     )
 
 

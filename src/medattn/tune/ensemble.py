@@ -1,0 +1,120 @@
+"""Several finished runs as one predictor: the mean of their probabilities.
+
+A cross-validation directory holds ensemble.json, listing its fold runs (relative paths, so the directory
+can be moved). `evaluate` and `predict` accept it where they accept a run: each member preprocesses with its
+own card (its own standardisation and input size), and the probabilities are averaged. A plain run directory
+loads as an ensemble of one, so the commands have a single code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medattn.data.sources import LabelledSource
+from medattn.errors import RunDirError
+from medattn.inference import LoadedRun, load_run
+from medattn.runs import atomic_write_json, read_json
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class Ensemble:
+    path: Path
+    members: list[LoadedRun]
+    threshold: float | None  # binary / multilabel decision threshold; None = argmax
+    threshold_rule: str
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.members[0].card["class_names"]
+
+    @property
+    def config(self):
+        return self.members[0].config
+
+
+def is_ensemble(path: str | Path) -> bool:
+    return (Path(path) / ENSEMBLE_FILE).is_file()
+
+
+def write_ensemble(out: Path, runs: list[Path], *, note: str) -> dict:
+    """Write out/ensemble.json listing `runs` (stored relative to `out` when inside it)."""
+    members = [str(run.relative_to(out)) if run.is_relative_to(out) else str(run) for run in runs]
+    payload = {"kind": "medattn-ensemble", "combine": "mean of member probabilities", "members": members}
+    payload["note"] = note
+    atomic_write_json(out / ENSEMBLE_FILE, payload)
+    return payload
+
+
+def load_ensemble(path: str | Path, *, device=None) -> Ensemble:
+    """The runs listed in path/ensemble.json, or the single run at `path`."""
+    path = Path(path)
+    if not is_ensemble(path) and (path / "cv-plan.json").is_file():
+        raise RunDirError(f"{path} is an unfinished cross-validation: medattn tune cv --out {path} --resume")
+    if not is_ensemble(path):
+        run = load_run(path, device=device)
+        return Ensemble(path, [run], run.card.get("threshold"), run.card.get("threshold_rule", "as trained"))
+    listed = read_json(path / ENSEMBLE_FILE).get("members")
+    if not isinstance(listed, list) or not listed:
+        raise RunDirError(f"{path / ENSEMBLE_FILE}: expected a non-empty list under 'members'")
+    members = [load_run(path / member, device=device) for member in listed]
+    first = members[0]
+    for run in members[1:]:
+        for key in ("task", "class_names"):
+            if run.card[key] != first.card[key]:
+                raise RunDirError(
+                    f"{path / ENSEMBLE_FILE}: members disagree on {key}: "
+                    f"{first.path} has {first.card[key]}, {run.path} has {run.card[key]}"
+                )
+    threshold, rule = ensemble_threshold([run.card for run in members])
+    return Ensemble(path, members, threshold, rule)
+
+
+def ensemble_threshold(cards: list[dict]) -> tuple[float | None, str]:
+    """Members that agree on their threshold rule share it (the mean of their values); otherwise 0.5.
+
+    A threshold tuned on one fold's validation split belongs to that member's probabilities; averaging them is
+    only meaningful when every member tuned the same way. None (multi-class) means argmax.
+    """
+    values = [card.get("threshold") for card in cards]
+    rules = {card.get("threshold_rule") for card in cards}
+    if any(value is None for value in values):
+        return None, "argmax"
+    if len(rules) == 1:
+        mean = sum(values) / len(values)
+        rule = rules.pop() or "as trained"
+        return mean, rule if len(cards) == 1 else f"mean over {len(cards)} members of: {rule}"
+    return 0.5, "fixed 0.5 (the members tuned their thresholds differently)"
+
+
+def member_inputs(ensemble: Ensemble, source: LabelledSource, split: str, *, progress=iter) -> Iterator[tuple]:
+    """(member, Prepared) for every member: the split prepared as that member was trained.
+
+    Images are read once per distinct (intensity mode, input size); members differ only in the standardisation
+    fitted on their own training folds, which is applied here.
+    """
+    from medattn.data.tensors import Prepared, to_unit_tensor
+    from medattn.errors import DataError
+
+    if split not in source.splits:
+        raise DataError(f"{source.path}: no {split!r} split (found: {', '.join(source.splits)})")
+    data = source.splits[split]
+    import torch
+
+    labels = torch.from_numpy(data.labels)
+    cache: dict[tuple, object] = {}
+    for run in ensemble.members:
+        intensity = run.intensity
+        key = (intensity.mode, intensity.scale, tuple(intensity.window), tuple(run.size))
+        if key not in cache:
+            where = f"{source.path} [{split}]"
+            cache[key] = to_unit_tensor(data, intensity, run.size, where=where, progress=progress)
+        x = (cache[key] - intensity.mean) / intensity.std  # (N, C, *spatial)
+        yield run, Prepared(x=x.contiguous(), y=labels, patient_ids=data.patient_ids)
