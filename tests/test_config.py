@@ -62,3 +62,17 @@ def test_the_readme_example_config_is_valid(tmp_path):
     assert config.train.loss == "focal"
     assert config.model.options["attention"] == "cbam"
     Augment(config.data.augment, spatial_dims=3, seed=0)  # every augmentation entry builds
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  weight_decay: 0\n  epochs: 3\n")
+    config = load_config(path)
+    assert config.train.lr == pytest.approx(1e-3)
+    assert isinstance(config.train.weight_decay, float)
+    path.write_text("train:\n  epochs: three\n")
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
+        load_config(path)
+    path.write_text("train:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+        load_config(path)

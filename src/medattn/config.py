@@ -189,8 +189,29 @@ def _build(kind: type, raw: Any, where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, f"{where}.{name}")
         else:
-            values[name] = value
+            values[name] = _scalar(hint, value, f"{where}.{name}")
     return kind(**values)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """Numbers as the field declares them: YAML reads `1e-3` (no dot) as a string, and `5` for a float as an int."""
+    if value is None or hint not in (int, float, bool, int | None, float | None):
+        return value
+    want = float if float in getattr(hint, "__args__", (hint,)) else hint if hint in (int, bool) else int
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, found {value!r}")
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, found {value!r}")
+    if want is float and isinstance(value, int | float | str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, found {value!r}") from None
+    if want is int and isinstance(value, int):
+        return value
+    raise ConfigError(f"{where}: expected {'an integer' if want is int else 'a number'}, found {value!r}")
 
 
 def save_config(config: RunConfig, path: Path) -> None:
