@@ -202,3 +202,21 @@ def test_trains_from_a_class_folder_of_png_files(tmp_path):
     assert card["input"]["size"] == [16, 16]
     assert card["input"]["source_spacing_mm"] == [1.0, 1.0]
     assert card["input"]["intensity"]["mode"] == "scale"
+
+
+@pytest.mark.parametrize("name", ["onecycle", "cosine"])
+def test_schedules_survive_runs_of_a_few_steps(name):
+    import torch
+
+    from medattn.train.engine import build_schedule
+
+    for total in range(1, 30):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        schedule = build_schedule(optimizer, name=name, lr=0.1, total_steps=total)
+        rates = []
+        for _ in range(total):
+            optimizer.step()
+            schedule.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+        assert all(0 <= r <= 0.1 + 1e-9 for r in rates), (total, rates)
+        assert max(rates) > rates[-1] or total < 3, (total, rates)  # the rate decays towards the end

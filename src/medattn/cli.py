@@ -40,18 +40,26 @@ def _emit(payload: dict, as_json: bool, human) -> None:
 
 @app.command()
 def train(
-    data: str = typer.Option(None, "--data", help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV; for segmentation a folder with "
+        "images/ and masks/, an MSD dataset.json, or a CSV with image and mask columns",
+    ),
     out: Path = typer.Option(..., "--out", help="run directory to create"),
     model: str = typer.Option(None, "--model", help="registered model name (see `medattn models`)"),
     epochs: int = typer.Option(None, "--epochs"),
     init: str = typer.Option(None, "--init", help="a finished run to start from (all layers but the head)"),
     seed: int = typer.Option(None, "--seed"),
     config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
-    task: str = typer.Option(None, "--task", help="binary | multiclass | multilabel | ordinal (default: inferred)"),
+    task: str = typer.Option(
+        None, "--task", help="binary | multiclass | multilabel | ordinal | segmentation (default: inferred)"
+    ),
     batch_size: int = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(None, "--lr"),
     size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
-    loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal"),
+    patch: str = typer.Option(None, "--patch", help="segmentation: training patch, e.g. 96 or 96,96 or 32,48,32"),
+    loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal; segmentation: dice_ce | focal | tversky"),
     sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced"),
     augment: str = typer.Option(
         None, "--augment", help="augmentation preset: xray | ct | mr | ultrasound | rgb | auto | default | none"
@@ -62,12 +70,14 @@ def train(
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Train a classifier and write the run directory."""
+    """Train a classifier, or a segmenter when the data has masks, and write the run directory."""
     from medattn.config import RunConfig, load_config
+    from medattn.data.segmentation import is_segmentation_data
     from medattn.errors import ConfigError
     from medattn.runs import prepare_run_dir
     from medattn.train import distributed
     from medattn.train.engine import fit
+    from medattn.train.segment import fit_segmentation
 
     if resume:
         run = prepare_run_dir(out, resume=True, force=force)  # only reads: under torchrun every process checks
@@ -91,12 +101,15 @@ def train(
             ("train", "threshold"): threshold,
             ("train", "device"): device,
             ("data", "size"): _parse_size(size),
+            ("data", "patch"): _parse_size(patch, repeat=False),
         }
         for (section, key), value in overrides.items():
             if value is not None:
                 setattr(getattr(cfg, section), key, value)
         if model is not None and config is None:
             cfg.model.options = {}
+        if cfg.data.task is None and is_segmentation_data(cfg.data.path):
+            cfg.data.task = "segmentation"  # the data has masks
         cfg = RunConfig.from_dict(cfg.to_dict())
         import medattn.models  # noqa: F401  (registers the models, so a bad name fails before any work)
         from medattn.registry import MODELS
@@ -105,7 +118,7 @@ def train(
         distributed.start(cfg.train.device)  # under torchrun: join the others; rank 0 alone creates the run
         run = distributed.on_main(lambda: prepare_run_dir(out, resume=False, force=force))
     try:
-        result = fit(cfg, run, resume=resume)
+        result = (fit_segmentation if cfg.data.task == "segmentation" else fit)(cfg, run, resume=resume)
     except BaseException:
         if distributed.is_main() and not resume and run.is_dir() and not any(run.iterdir()):
             run.rmdir()  # failed before writing anything: leave no empty run behind
@@ -117,13 +130,19 @@ def train(
         result,
         as_json,
         lambda r: print(
-            f"best epoch {r['best_epoch']}/{r['epochs_run']}: val auc {r['val'].get('auc', float('nan')):.4f} "
-            f"acc {r['val'].get('acc', float('nan')):.4f}\nrun written to {r['run']}"
+            f"best epoch {r['best_epoch']}/{r['epochs_run']}: "
+            + (
+                f"val dice {r['val']['dice']:.4f}"
+                if r.get("task") == "segmentation"
+                else f"val auc {r['val'].get('auc', float('nan')):.4f} acc {r['val'].get('acc', float('nan')):.4f}"
+            )
+            + f"\nrun written to {r['run']}"
         ),
     )
 
 
-def _parse_size(text: str | None) -> list[int] | None:
+def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
+    """Parse "64,64" -> [64, 64]; one number is repeated for both axes of an image, or kept as is (repeat=False)."""
     from medattn.errors import ConfigError
 
     if text is None:
@@ -131,8 +150,8 @@ def _parse_size(text: str | None) -> list[int] | None:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError as error:
-        raise ConfigError(f"--size {text!r}: expected integers such as 64 or 64,64") from error
-    return sizes * 2 if len(sizes) == 1 else sizes
+        raise ConfigError(f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch)") from error
+    return sizes * 2 if len(sizes) == 1 and repeat else sizes
 
 
 @app.command()
@@ -143,7 +162,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Score a run on a split: AUC, accuracy, balanced accuracy, sensitivity/specificity, F1, ECE, 95% CIs."""
+    """Score a run on a split: AUC, accuracy, sensitivity/specificity, F1, ECE; or Dice, IoU, HD95, ASSD; 95% CIs."""
     from medattn.evaluate.report import evaluate_run, print_report
 
     metrics = evaluate_run(run, data=data, split=split, tta=tta)
@@ -155,11 +174,17 @@ def predict(
     run: Path = typer.Argument(..., help="a finished run directory"),
     files: list[Path] = typer.Argument(..., help="DICOM files or series folders, NIfTI, PNG/JPEG"),
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
+    out_dir: Path = typer.Option(None, "--out-dir", help="segmentation: where masks go (default RUN/predictions)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="segmentation: replace masks already there"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Classify image files with a trained run."""
+    """Classify image files with a trained run, or write their masks (NIfTI or PNG) with a segmentation run."""
     from medattn.evaluate.report import predict_files
+    from medattn.segment_predict import is_segmentation_run, predict_masks, print_masks
 
+    if is_segmentation_run(run):
+        _emit(predict_masks(run, files, out_dir=out_dir, overwrite=overwrite), as_json, print_masks)
+        return
     result = predict_files(run, files, tta=tta)
 
     def human(payload):

@@ -16,10 +16,12 @@ import yaml
 from medattn.errors import ConfigError
 
 # The default classification model and its options per dimension: chosen by benchmarks/medmnist.py (README
-# table). 3D starts with a stride-2 stem and narrower stages: a 28^3 volume has 28x the voxels of a 28^2 image.
+# table). 2D uses CBAM (channel + spatial attention): on BreastMNIST it beat SE on each of 3 paired seeds
+# (test AUC .898 vs .877). 3D starts with a stride-2 stem, narrower stages and SE: a 28^3 volume has 28x the
+# voxels of a 28^2 image, and SE costs almost nothing.
 DEFAULT_MODEL = "attn_resnet"
 DEFAULT_OPTIONS = {
-    2: {"widths": [32, 64, 128], "depths": [1, 1, 1], "stem_stride": 1, "attention": "se"},
+    2: {"widths": [32, 64, 128], "depths": [1, 1, 1], "stem_stride": 1, "attention": "cbam"},
     3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
 }
 # epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]
@@ -149,7 +151,7 @@ class RunConfig:
 def _check_segmentation_fields(config: RunConfig) -> None:
     patch, spacing = config.data.patch, config.data.spacing
     if patch is not None and (not patch or not all(isinstance(p, int) and p >= 4 for p in patch)):
-        raise ConfigError(f"data.patch {patch!r}: expected 2 or 3 integers of at least 4, e.g. [96, 96]")
+        raise ConfigError(f"data.patch {patch!r}: expected integers of at least 4, one per axis (or one for all)")
     if isinstance(spacing, str):
         if spacing not in ("auto", "none", "median"):
             raise ConfigError(f"data.spacing {spacing!r}: expected auto, none, median or millimetres per axis")

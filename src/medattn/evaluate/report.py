@@ -18,7 +18,14 @@ from medattn.tune.ensemble import load_ensemble, member_inputs
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
     """Score a run, or the fold ensemble of a cross-validation directory (mean of the members' probabilities)."""
     from medattn.evaluate.metrics import classification_metrics
+    from medattn.segment_predict import is_segmentation_run
 
+    if is_segmentation_run(run_dir):
+        from medattn.evaluate.segment_report import evaluate_segmentation
+
+        if tta:
+            raise DataError(f"{run_dir}: --tta is for classification runs, not segmentation")
+        return evaluate_segmentation(run_dir, data=data, split=split)
     run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     path = data or run.config.data.path
     source = open_source(path, task=run.task, class_names=None)
@@ -111,6 +118,11 @@ def _decide(probs: np.ndarray, run) -> dict:
 def print_report(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    if metrics.get("task") == "segmentation":
+        from medattn.evaluate.segment_report import print_segmentation_report
+
+        return print_segmentation_report(metrics)
 
     table = Table(title=f"{metrics['split']} split of {metrics['data']} (n = {metrics['n']})")
     table.add_column("metric")

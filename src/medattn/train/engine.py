@@ -41,8 +41,9 @@ HISTORY_COLUMNS = (
 def build_schedule(optimizer, *, name: str, lr: float, total_steps: int):
     import torch
 
-    if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.2)
+    if name == "onecycle" and total_steps >= 4:  # a rise of at least 2 steps: shorter runs fall through to cosine
+        rise = max(0.2, 2.5 / total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=rise)
     warmup = max(1, total_steps // 20)
 
     def factor(step: int) -> float:  # linear warm-up, then cosine to zero

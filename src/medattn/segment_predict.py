@@ -1,0 +1,85 @@
+"""`medattn predict` for segmentation runs: one mask file per input, on the input's grid, with label volumes.
+
+NIfTI and DICOM inputs (a file or a series folder) give `<name>_mask.nii.gz` written with the input's
+affine, so it overlays the image in any viewer; pictures give `<name>_mask.png` holding the label values
+0..K-1. Masks go to `out_dir` (default RUN/predictions/); an existing mask is never replaced silently.
+Volumes are per class in ml (3D) or mm^2 (2D) from the input's spacing (pictures carry none: 1 mm assumed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medattn.data.raster import RASTER_SUFFIXES
+from medattn.data.segmentation import file_stem
+from medattn.errors import DataError, RunDirError
+
+
+def is_segmentation_run(run: str | Path) -> bool:
+    """A run directory whose model card says task "segmentation"."""
+    card = Path(run) / "model.json"
+    if not card.is_file():
+        return False
+    from medattn.runs import read_json
+
+    return read_json(card).get("task") == "segmentation"
+
+
+def mask_path(file: Path, out_dir: Path) -> Path:
+    picture = file.is_file() and file.name.lower().endswith(RASTER_SUFFIXES)
+    return out_dir / f"{file_stem(file)}_mask{'.png' if picture else '.nii.gz'}"
+
+
+def label_volumes(labels: np.ndarray, spacing, class_names: list[str]) -> tuple[dict[str, float], str]:
+    """Foreground volume per class: ml for volumes, mm^2 for images."""
+    counts = np.bincount(labels.ravel(), minlength=len(class_names))
+    voxel = float(np.prod(spacing))
+    unit, scale = ("ml", voxel / 1000.0) if labels.ndim == 3 else ("mm2", voxel)
+    return {name: float(counts[k] * scale) for k, name in enumerate(class_names) if k > 0}, unit
+
+
+def predict_masks(
+    run_dir: str | Path, files: list[Path], *, out_dir: Path | None = None, overwrite: bool = False
+) -> dict:
+    from medattn.data.readers import read_image, write_image
+    from medattn.inference import load_run
+    from medattn.segment_inference import SegmentationPlan, segment
+    from medattn.train.device import select_device
+
+    device = select_device("auto")
+    run = load_run(run_dir, device=device)
+    plan = SegmentationPlan.from_card(run.card)
+    out_dir = Path(out_dir) if out_dir is not None else run.path / "predictions"
+    targets = [mask_path(Path(f), out_dir) for f in files]
+    if len(set(targets)) != len(targets):
+        raise DataError(f"two inputs would write the same mask name in {out_dir}; predict them separately")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise RunDirError(f"{existing[0]} already exists ({len(existing)} mask(s) in all); pass --overwrite to replace")
+    rows = []
+    for file, target in zip(files, targets, strict=True):
+        image, meta = read_image(file)
+        labels = segment(run.model, image, meta, plan, device=device, where=str(file))
+        spacing = meta.spacing[: labels.ndim]
+        stored = labels.reshape(image.shape[1:])  # a one-slice NIfTI keeps its slice axis
+        write_image(target, stored[None], meta)
+        volumes, unit = label_volumes(labels, spacing, run.card["class_names"])
+        rows.append(
+            {
+                "file": str(file),
+                "mask": str(target),
+                "shape": list(stored.shape),
+                "spacing_mm": [float(s) for s in spacing],
+                "volumes": volumes,
+                "unit": unit,
+            }
+        )
+    return {"run": str(run.path), "task": "segmentation", "out_dir": str(out_dir), "predictions": rows}
+
+
+def print_masks(payload: dict) -> None:
+    for row in payload["predictions"]:
+        volumes = ", ".join(f"{k} {v:.3f} {row['unit']}" for k, v in row["volumes"].items())
+        print(f"{row['file']} -> {row['mask']} ({volumes})")
