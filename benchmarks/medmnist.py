@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist"
 
@@ -181,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             results.append(summarise(name, runs, baseline))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "runs"}), file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.out, results, markdown(results))
     return 0
 
 

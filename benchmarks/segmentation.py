@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 ISBI_MODELS = ("unet", "attention_unet", "trans_unet")
@@ -197,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(isbi(model, manifest, fold=fold, epochs=args.isbi_epochs, work=work))
                     print(json.dumps(runs[-1]), file=sys.stderr)
                 results["isbi"][model] = summary(runs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.out, results, markdown(results))
     return 0
 
 

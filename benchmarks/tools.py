@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist"
 
@@ -93,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows[name][method].append(value)
                 print(json.dumps({"dataset": name, "seed": seed, **found}), file=sys.stderr)
     results = summarise(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"seeds": seeds, "folds": args.folds, **results}, indent=2) + "\n")
-    table = markdown(results, folds=args.folds)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    write_results(args.out, {"seeds": seeds, "folds": args.folds, **results}, markdown(results, folds=args.folds))
     return 0
 
 

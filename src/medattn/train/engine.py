@@ -15,7 +15,7 @@ from medattn.data.sources import LabelledSource
 from medattn.inference import predict_probs
 from medattn.progress import console
 from medattn.registry import create_model
-from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, atomic_write_text
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json
 from medattn.train import checkpoint as ckpt
 from medattn.train import distributed
 from medattn.train.card import model_card
@@ -23,6 +23,7 @@ from medattn.train.data import TrainingData, load_training_data
 from medattn.train.device import autocast, grad_scaler, use_threads
 from medattn.train.losses import build_loss
 from medattn.train.mixing import Mixer
+from medattn.train.step import end_epoch, optimizer_step
 from medattn.train.transfer import load_backbone
 
 HISTORY_COLUMNS = (
@@ -167,6 +168,7 @@ def fit(
     )
     generators = {"order": order, "augment": augment.generator, "mixing": mixer.generator}
     scaler = grad_scaler(device, train_cfg.amp)
+    checkpointed = dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
 
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
     if resume:
@@ -202,16 +204,15 @@ def fit(
                     if partner is None
                     else mixer.loss(loss_fn, logits.float(), y, partner, lam)
                 )
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch + 1}: the loss became {loss.item()}; lower train.lr")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if train_cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                optimizer_step(
+                    loss,
+                    model=model,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    scheduler=scheduler,
+                    grad_clip=train_cfg.grad_clip,
+                    epoch=epoch,
+                )
                 if ema is not None:
                     ema.update_parameters(model)
                 total_loss += loss.item() * len(index)
@@ -239,25 +240,18 @@ def fit(
                     "images_per_second": seen / max(seconds, 1e-9),
                 }
                 history.append(row)
-                score = _score(scores, train_cfg.select_metric)
-                if score > best["score"]:
-                    best = {"score": score, "epoch": epoch, "scores": _plain(scores)}
-                    atomic_save_safetensors(run / "checkpoint" / "best.safetensors", evaluated.state_dict())
-                    stale = 0
-                else:
-                    stale += 1
-                ckpt.save_checkpoint(
+                best, improved = end_epoch(
                     run,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    ema=ema,
                     epoch=epoch,
+                    score=_score(scores, train_cfg.select_metric),
+                    scores=_plain(scores),
                     best=best,
+                    evaluated=evaluated,
                     history=history,
-                    generators=generators,
+                    columns=HISTORY_COLUMNS,
+                    state=checkpointed,
                 )
-                _write_history(run, history)
+                stale = 0 if improved else stale + 1
                 progress.update(
                     task,
                     status=f"epoch {epoch + 1} val auc {scores['auc']:.3f} acc {scores['acc']:.3f} "
@@ -304,15 +298,6 @@ def decision_threshold(config, data: TrainingData, model, *, device) -> tuple[fl
 
 def _plain(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if isinstance(v, int | float | str)}
-
-
-def _write_history(run: Path, history: list[dict]) -> None:
-    lines = [",".join(HISTORY_COLUMNS)]
-    lines += [
-        ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
-        for row in history
-    ]
-    atomic_write_text(run / "history.csv", "\n".join(lines) + "\n")
 
 
 def _finish(config, run: Path, data: TrainingData, *, model, best: dict, history: list, device, seconds) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 from medattn.config import DEFAULT_MODEL, RunConfig, TrainConfig, save_config
 from medattn.errors import ConfigError
 from medattn.progress import bar
-from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, atomic_write_text
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json
 from medattn.train import checkpoint as ckpt
 from medattn.train.segment_data import SegmentationData, load_segmentation_data
 
@@ -125,6 +125,7 @@ def fit_segmentation(config: RunConfig, run: Path, *, resume: bool = False) -> d
     from medattn.train import distributed
     from medattn.train.device import autocast, grad_scaler, select_device, use_threads
     from medattn.train.engine import build_schedule
+    from medattn.train.step import end_epoch, optimizer_step
 
     if distributed.enabled():
         raise ConfigError("segmentation trains in one process: start it without torchrun")
@@ -161,6 +162,7 @@ def fit_segmentation(config: RunConfig, run: Path, *, resume: bool = False) -> d
     augment = PairedAugment(config.data.augment, spatial_dims=data.spatial_dims, seed=train_cfg.seed + 1)
     generators = {"order": order, **augment.generators}
     scaler = grad_scaler(device, train_cfg.amp)
+    checkpointed = dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=None, generators=generators)
 
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
     if resume:
@@ -181,16 +183,15 @@ def fit_segmentation(config: RunConfig, run: Path, *, resume: bool = False) -> d
                 with autocast(device, train_cfg.amp):
                     logits = model(x.to(device, non_blocking=True))
                 loss = supervised_loss(loss_fn, model, logits.float(), y.to(device))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch + 1}: the loss became {loss.item()}; lower train.lr")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if train_cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                optimizer_step(
+                    loss,
+                    model=model,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    scheduler=scheduler,
+                    grad_clip=train_cfg.grad_clip,
+                    epoch=epoch,
+                )
                 total_loss, seen = total_loss + loss.item() * len(x), seen + len(x)
                 progress.update(
                     task, advance=1, status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}"
@@ -207,23 +208,18 @@ def fit_segmentation(config: RunConfig, run: Path, *, resume: bool = False) -> d
                     "patches_per_second": seen / max(seconds, 1e-9),
                 }
             )
-            if scores["dice"] > best["score"]:
-                best, stale = {"score": scores["dice"], "epoch": epoch, "scores": scores}, 0
-                atomic_save_safetensors(run / "checkpoint" / "best.safetensors", model.state_dict())
-            else:
-                stale += 1
-            ckpt.save_checkpoint(
+            best, improved = end_epoch(
                 run,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                ema=None,
                 epoch=epoch,
+                score=scores["dice"],
+                scores=scores,
                 best=best,
+                evaluated=model,
                 history=history,
-                generators=generators,
+                columns=list(history[0]),
+                state=checkpointed,
             )
-            _write_history(run, history)
+            stale = 0 if improved else stale + 1
             progress.update(
                 task,
                 status=f"epoch {epoch + 1} val dice {scores['dice']:.3f} "
@@ -232,15 +228,6 @@ def fit_segmentation(config: RunConfig, run: Path, *, resume: bool = False) -> d
             if train_cfg.patience and stale >= train_cfg.patience:
                 break
     return _finish(config, run, data, model=model, best=best, history=history, device=device)
-
-
-def _write_history(run: Path, history: list[dict]) -> None:
-    columns = list(history[0])
-    lines = [",".join(columns)]
-    lines += [
-        ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns) for row in history
-    ]
-    atomic_write_text(run / "history.csv", "\n".join(lines) + "\n")
 
 
 def _finish(config: RunConfig, run: Path, data: SegmentationData, *, model, best: dict, history: list, device) -> dict:
