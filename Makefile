@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-segmentation bench-tools clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/medmnist.py
+
+bench-segmentation: $(STAMP)
+	$(BIN)/python benchmarks/segmentation.py
+
+bench-tools: $(STAMP)
+	$(BIN)/python benchmarks/tools.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

@@ -177,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isbi-epochs", type=int, default=0, help="0 = automatic")
     parser.add_argument("--isbi-models", default=",".join(ISBI_MODELS))
     parser.add_argument("--out", default=str(ROOT / "results" / "segmentation"))
+    parser.add_argument("--update", action="store_true", help="keep the other tasks' results already in --out")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no data at {DATA}", file=sys.stderr)
         return 1
-    tasks, results = args.tasks.split(","), {}
+    previous = Path(args.out).with_suffix(".json")
+    tasks = args.tasks.split(",")
+    results = json.loads(previous.read_text()) if args.update and previous.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "hippocampus" in tasks:
