@@ -132,6 +132,10 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
+def _spread(stats: tuple[float, float], n: int) -> str:
+    return f" ± {stats[1]:.3f}" if n > 1 else ""
+
+
 def markdown(results: dict) -> str:
     lines = []
     if "hippocampus" in results:
@@ -143,8 +147,8 @@ def markdown(results: dict) -> str:
             "params | train time | inference |",
             "|---|---|---|---|---|---|---|---|",
             f"| **medattn {res['model']}**, 80/20 split by case, {n} seed{'s' if n > 1 else ''} | "
-            f"**{dice['Anterior'][0]:.3f}** ± {dice['Anterior'][1]:.3f} | "
-            f"**{dice['Posterior'][0]:.3f}** ± {dice['Posterior'][1]:.3f} | **{res['dice_mean'][0]:.3f}** | "
+            f"**{dice['Anterior'][0]:.3f}**{_spread(dice['Anterior'], n)} | "
+            f"**{dice['Posterior'][0]:.3f}**{_spread(dice['Posterior'], n)} | **{res['dice_mean'][0]:.3f}** | "
             f"{hd['Anterior'][0]:.2f} / {hd['Posterior'][0]:.2f} | {res['parameters'] / 1e6:.2f}M | "
             f"≤ {res['max_train_minutes']:.1f} min | {res['inference_seconds_per_case']:.2f} s/volume |",
         ]
