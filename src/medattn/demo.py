@@ -33,7 +33,7 @@ def run_demo(out: Path, *, force: bool, verbose: bool = True) -> dict:
     config = RunConfig()
     config.data.path = str(data)
     config.model.name = "attn_resnet"
-    config.train.epochs = 30
+    config.train.epochs = 25
     config.train.seed = 0
     run = prepare_run_dir(out / "classification", resume=False, force=False)
     say(
