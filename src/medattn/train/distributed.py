@@ -10,7 +10,6 @@ exactly the single-process loop.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -172,18 +171,23 @@ def on_main(work: Callable[[], T]) -> T:
             raise
     result, error = broadcast(outcome)
     if error is not None:
-        raise error
+        raise _rebuilt(*error)
     return result
 
 
-def _portable(error: Exception) -> Exception:
-    """`error` as the other ranks can unpickle it: itself, or its message in a plain error of the same family."""
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:  # an exception whose __init__ takes other arguments than its message
-        family = MedattnError if isinstance(error, MedattnError) else RuntimeError
-        return family(f"rank 0 failed: {error}")
+def _portable(error: Exception) -> tuple[str, str]:
+    """`error` as plain text the other ranks can rebuild: its class name and message."""
+    return type(error).__name__, str(error)
+
+
+def _rebuilt(kind: str, message: str) -> Exception:
+    """The same medattn error class with rank 0's message, or a RuntimeError naming what rank 0 raised."""
+    from medattn import errors
+
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, MedattnError):
+        return cls(message)
+    return RuntimeError(f"rank 0 failed: {kind}: {message}")
 
 
 def wrap(model, device):
