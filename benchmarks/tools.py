@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tools.py                                  # Breast + Pneumonia, 3 seeds
     .venv/bin/python benchmarks/tools.py --datasets breastmnist --seeds 0 --folds 3
+    .venv/bin/python benchmarks/tools.py --seeds 1,2 --work runs/tools --update   # add seeds, resumable
 
 For every dataset and seed, all scored on the untouched test split:
 - plain:      the default recipe (`medattn train --data X.npz`)
@@ -11,12 +12,18 @@ For every dataset and seed, all scored on the untouched test split:
 - transfer:   BreastMNIST fine-tuned from a PneumoniaMNIST plain run (`train --init`): the same seed's, or the
               first seed's when PneumoniaMNIST ran fewer seeds (--seeds-pneumonia)
 
-Writes results/tools.json and results/tools.md (mean ± spread over seeds, and the gain over plain).
+Writes results/tools.json and results/tools.md (mean ± spread over seeds, and the gain over plain) after every
+dataset and seed. With --update the new seeds join those already there (a seed measured again replaces its old
+figures), under a file lock, so two processes (one per dataset) can share the file. With --work the runs are kept:
+a finished run is reused and an unfinished one resumed, so a killed benchmark continues where it stopped, and a
+BreastMNIST process finds the PneumoniaMNIST donors another process trained there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import statistics
 import sys
@@ -47,14 +54,23 @@ def _config(path: Path, seed: int, *, epochs: int, **train):
     return config
 
 
+TIMING = "bench-minutes.json"  # written into a run once it finished: how long its training took
+
+
 def _train(config, run: Path) -> tuple[Path, float]:
-    from medattn.runs import prepare_run_dir
+    """Train `config` into `run`, or reuse it when a previous invocation finished it (resume a killed one)."""
+    from medattn.runs import CHECKPOINT, prepare_run_dir
     from medattn.train.engine import fit
 
-    run = prepare_run_dir(run, resume=False, force=True)
+    if (run / TIMING).is_file():
+        return run, json.loads((run / TIMING).read_text())["minutes"]
+    resume = (run / CHECKPOINT).is_file()
+    run = prepare_run_dir(run, resume=resume, force=not resume)
     started = time.perf_counter()
-    fit(config, run, quiet=True)
-    return run, (time.perf_counter() - started) / 60
+    fit(config, run, resume=resume, quiet=True)
+    minutes = (time.perf_counter() - started) / 60
+    (run / TIMING).write_text(json.dumps({"minutes": minutes}))
+    return run, minutes
 
 
 def _score(run: Path, *, tta: bool = False) -> dict:
@@ -73,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=0, help="override the automatic epochs (quick checks)")
     parser.add_argument("--out", default=str(ROOT / "results" / "tools"))
+    parser.add_argument("--update", action="store_true", help="merge with the seeds already in --out")
+    parser.add_argument("--work", default=None, help="keep the runs here (reused and resumed); default: a temp dir")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no MedMNIST data at {DATA}", file=sys.stderr)
@@ -81,32 +99,46 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     pneumonia_seeds = [int(s) for s in (args.seeds_pneumonia or args.seeds).split(",")]
     rows: dict[str, dict[str, list[dict]]] = {}
-    donors: dict[int, Path] = {}  # PneumoniaMNIST plain runs by seed, for transfer
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name in args.datasets.split(","):
             path = DATA / f"{name}.npz"
-            rows[name] = {m: [] for m in methods}
             for seed in pneumonia_seeds if name == "pneumoniamnist" else seeds:
-                found = measure(
-                    name, path, seed, methods=methods, folds=args.folds, epochs=args.epochs, work=work, donors=donors
-                )
+                found = measure(name, path, seed, methods=methods, folds=args.folds, epochs=args.epochs, work=work)
                 for method, value in found.items():
-                    rows[name][method].append(value)
+                    rows.setdefault(name, {}).setdefault(method, []).append({**value, "seed": seed})
                 print(json.dumps({"dataset": name, "seed": seed, **found}), file=sys.stderr)
-    results = summarise(rows)
-    write_results(args.out, {"seeds": seeds, "folds": args.folds, **results}, markdown(results, folds=args.folds))
+                record(Path(args.out), rows, folds=args.folds, update=args.update)
     return 0
 
 
-def measure(
-    name: str, path: Path, seed: int, *, methods: list[str], folds: int, epochs: int, work: Path, donors: dict
-) -> dict:
+def record(out: Path, rows: dict[str, dict[str, list[dict]]], *, folds: int, update: bool) -> None:
+    """Write the summary of `rows`, merged (with --update) into what --out holds, under a lock on --out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged: dict[str, dict[str, dict[int, dict]]] = {}
+        previous = out.with_suffix(".json")
+        if update and previous.is_file():
+            for name, by_method in json.loads(previous.read_text())["datasets"].items():
+                for method, res in by_method.items():
+                    merged.setdefault(name, {})[method] = {r["seed"]: r for r in res["runs"]}
+        for name, by_method in rows.items():
+            for method, runs in by_method.items():
+                merged.setdefault(name, {}).setdefault(method, {}).update({r["seed"]: r for r in runs})
+        ordered = {
+            name: {m: [by_seed[s] for s in sorted(by_seed)] for m, by_seed in by_method.items() if by_seed}
+            for name, by_method in merged.items()
+        }
+        results = summarise(ordered)
+        seeds = sorted({r["seed"] for by_method in ordered.values() for runs in by_method.values() for r in runs})
+        write_results(out, {"seeds": seeds, "folds": folds, **results}, markdown(results, folds=folds))
+
+
+def measure(name: str, path: Path, seed: int, *, methods: list[str], folds: int, epochs: int, work: Path) -> dict:
     """Every requested method on one dataset and seed: test AUC/ACC and training minutes."""
     found = {}
     plain, minutes = _train(_config(path, seed, epochs=epochs), work / f"{name}-plain-{seed}")
-    if name == "pneumoniamnist":
-        donors[seed] = plain
     if "plain" in methods:
         found["plain"] = {**_score(plain), "minutes": minutes}
     if "+TTA" in methods:
@@ -116,15 +148,24 @@ def measure(
         run, minutes = _train(config, work / f"{name}-imbalance-{seed}")
         found["imbalance"] = {**_score(run), "minutes": minutes}
     if "ensemble" in methods:
-        from medattn.tune.cv import CVSettings, run_cv
+        from medattn.tune.cv import PLAN_FILE, CVSettings, run_cv
 
         out = work / f"{name}-cv-{seed}"
-        started = time.perf_counter()
-        run_cv(_config(path, seed, epochs=epochs), out, settings=CVSettings(folds=folds), force=True, quiet=True)
-        found["ensemble"] = {**_score(out), "minutes": (time.perf_counter() - started) / 60}
+        if (out / TIMING).is_file():
+            cv_minutes = json.loads((out / TIMING).read_text())["minutes"]
+        else:
+            started = time.perf_counter()
+            resume = (out / PLAN_FILE).is_file()
+            config, settings = _config(path, seed, epochs=epochs), CVSettings(folds=folds)
+            run_cv(config, out, settings=settings, resume=resume, force=not resume, quiet=True)
+            cv_minutes = (time.perf_counter() - started) / 60
+            (out / TIMING).write_text(json.dumps({"minutes": cv_minutes}))
+        found["ensemble"] = {**_score(out), "minutes": cv_minutes}
+    donors = sorted(work.glob(f"pneumoniamnist-plain-*/{TIMING}"))
     if "transfer" in methods and name == "breastmnist" and donors:
+        donor = work / f"pneumoniamnist-plain-{seed}"  # the same seed's donor when it was run, else the first
         config = _config(path, seed, epochs=epochs)
-        config.model.init = str(donors.get(seed, donors[min(donors)]))  # the same seed's donor when it was run
+        config.model.init = str(donor if (donor / TIMING).is_file() else donors[0].parent)
         run, minutes = _train(config, work / f"{name}-transfer-{seed}")
         found["transfer"] = {**_score(run), "minutes": minutes}
     return found
