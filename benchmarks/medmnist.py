@@ -6,8 +6,9 @@ and beside the MedMNIST ResNet-18 (28) recipe timed in the same run.
     .venv/bin/python benchmarks/medmnist.py --datasets pneumoniamnist --update   # keep the others' rows
 
 Writes results/medmnist.json and results/medmnist.md. Accuracy: mean (and spread) over seeds of test AUC/ACC,
-the model chosen on validation AUC. Speed: training images per second of our loop (augmentation included)
-divided by the ResNet-18 (28) recipe's (3x3 stride-1 stem, no max-pool, Adam 1e-3, batch 128) on the same data.
+the epoch chosen on validation by the default rule (loss). Speed: training images per second of our loop
+(augmentation included) divided by the ResNet-18 (28) recipe's (3x3 stride-1 stem, no max-pool, Adam 1e-3,
+batch 128) on the same data.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ class TrainConfig:
     loss: str = "ce"
     focal_gamma: float = 2.0
     label_smoothing: float = 0.1
-    select_metric: str = "auc"  # the best epoch is chosen on validation by this metric, never on test
+    # the best epoch is chosen on validation by this metric, never on test. Loss, not AUC: on BreastMNIST
+    # (paired seeds) it kept AUC (.902) and raised ACC at the 0.5 threshold (.861 -> .872)
+    select_metric: str = "loss"
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     sampler: str = "shuffle"  # shuffle | balanced (each class drawn equally often, with replacement)
     threshold: str = "0.5"  # binary decision threshold: a number, "youden", or "sensitivity=0.9" (tuned on val)
