@@ -37,9 +37,9 @@ PUBLISHED = {"nnU-Net (5-fold CV)": (0.90, 0.89), "plain U-Net (about)": (0.86, 
 
 def train_and_score(config, run: Path) -> dict:
     """Train `config` into `run`, score its test split; minutes of training, seconds of inference per case."""
-    from medattn.evaluate.segment_report import evaluate_segmentation
+    from medattn.tasks.segment.report import evaluate_segmentation
     from medattn.runs import prepare_run_dir
-    from medattn.train.segment import fit_segmentation
+    from medattn.tasks.segment.task import fit_segmentation
 
     run = prepare_run_dir(run, resume=False, force=True)
     started = time.perf_counter()

@@ -60,7 +60,7 @@ TIMING = "bench-minutes.json"  # written into a run once it finished: how long i
 def _train(config, run: Path) -> tuple[Path, float]:
     """Train `config` into `run`, or reuse it when a previous invocation finished it (resume a killed one)."""
     from medattn.runs import CHECKPOINT, prepare_run_dir
-    from medattn.train.engine import fit
+    from medattn.engine.trainer import fit
 
     if (run / TIMING).is_file():
         return run, json.loads((run / TIMING).read_text())["minutes"]
@@ -74,7 +74,7 @@ def _train(config, run: Path) -> tuple[Path, float]:
 
 
 def _score(run: Path, *, tta: bool = False) -> dict:
-    from medattn.evaluate.report import evaluate_run
+    from medattn.tasks.classify.report import evaluate_run
 
     test = evaluate_run(run, split="test", tta=tta)
     return {"auc": test["auc"], "acc": test["acc"]}

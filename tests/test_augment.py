@@ -10,7 +10,7 @@ from medattn.data.augment import Augment
 from medattn.data.phantom import save_medmnist_npz
 from medattn.data.presets import PRESETS, preset, resolve_augment
 from medattn.errors import ConfigError
-from medattn.inference import tta_flips
+from medattn.engine.loaded import tta_flips
 
 
 def _batch(dims):

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from medattn.config import load_config
 from medattn.errors import ConfigError
 from medattn.runs import prepare_run_dir
-from medattn.train import distributed
-from medattn.train.device import use_threads
-from medattn.train.engine import fit
+from medattn.engine import distributed
+from medattn.engine.device import use_threads
+from medattn.engine.trainer import fit
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 RUN_FILES = ["checkpoint", "config.yaml", "history.csv", "model.json", "model.safetensors"]

@@ -9,11 +9,11 @@ import torch
 from medattn.config import RunConfig, parse_threshold
 from medattn.data.phantom import save_medmnist_npz
 from medattn.errors import ConfigError
-from medattn.evaluate.report import evaluate_run
-from medattn.inference import load_run, predict_probs, tta_flips
+from medattn.tasks.classify.report import evaluate_run
+from medattn.engine.loaded import load_run, predict_probs, tta_flips
 from medattn.runs import prepare_run_dir
-from medattn.train.data import TrainingData
-from medattn.train.engine import epoch_order, fit
+from medattn.tasks.classify.data import TrainingData
+from medattn.engine.trainer import epoch_order, fit
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_threshold_tuned_on_validation_is_stored_and_used(tuned_run):
     assert 0.0 < card["threshold"] < 1.0
     assert card["threshold_rule"] == "sensitivity >= 0.9 on validation"
     loaded = load_run(tuned_run)
-    from medattn.data.sources import open_source
+    from medattn.tasks.classify.sources import open_source
     from medattn.data.tensors import prepare
 
     val = prepare(open_source(loaded.config.data.path), "val", loaded.intensity, loaded.size)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medattn.data.inspect import inspect_path, recommend
+from medattn.tasks.classify.inspect import inspect_path, recommend
 
 BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
 

@@ -15,7 +15,7 @@ from medattn.evaluate.bootstrap import (
     weighted_auc,
 )
 from medattn.evaluate.calibration import expected_calibration_error, reliability_bins
-from medattn.evaluate.metrics import (
+from medattn.tasks.classify.metrics import (
     accuracy,
     auc_score,
     classification_metrics,

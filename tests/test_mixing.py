@@ -5,7 +5,7 @@ import torch
 
 from medattn.config import RunConfig
 from medattn.errors import ConfigError
-from medattn.train.mixing import Mixer
+from medattn.tasks.classify.mixing import Mixer
 
 
 def _batch():

@@ -12,13 +12,13 @@ from PIL import Image
 
 from medattn.config import RunConfig
 from medattn.data.preprocess import Intensity
-from medattn.data.segmentation import ensure_case_splits, is_segmentation_data, open_segmentation
-from medattn.data.segmentation_augment import PairedAugment
-from medattn.data.segmentation_load import prepare_mask, read_case
-from medattn.data.segmentation_patches import PatchSampler, crop
+from medattn.tasks.segment.sources import ensure_case_splits, is_segmentation_data, open_segmentation
+from medattn.tasks.segment.augment import PairedAugment
+from medattn.tasks.segment.cases import prepare_mask, read_case
+from medattn.data.patches import PatchSampler, crop
 from medattn.errors import ConfigError, DataError
-from medattn.segment_inference import SegmentationPlan, check_input
-from medattn.train.segment_data import load_segmentation_data
+from medattn.tasks.segment.inference import SegmentationPlan, check_input
+from medattn.tasks.segment.data import load_segmentation_data
 
 
 def _nifti(path: Path, array: np.ndarray, affine=None) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score
 
-from medattn.evaluate.segmentation import CASE_KEYS, aggregate, case_metrics, surface
+from medattn.tasks.segment.metrics import CASE_KEYS, aggregate, case_metrics, surface
 
 
 def _box(shape: tuple[int, ...], start: tuple[int, ...], size: tuple[int, ...], label: int = 1) -> np.ndarray:

@@ -17,12 +17,12 @@ from medattn.config import RunConfig, load_config
 from medattn.data.phantom import make_segmentation_set
 from medattn.data.readers import read_image
 from medattn.errors import ConfigError, DataError, RunDirError
-from medattn.evaluate.report import evaluate_run
+from medattn.tasks.classify.report import evaluate_run
 from medattn.runs import prepare_run_dir
-from medattn.segment_predict import predict_masks
-from medattn.train import segment
-from medattn.train.segment import build_segmentation_loss, fit_segmentation, resolve_segmentation, supervised_loss
-from medattn.train.segment_data import load_segmentation_data
+from medattn.tasks.segment.predict import predict_masks
+from medattn.tasks.segment import task as segment
+from medattn.tasks.segment.task import build_segmentation_loss, fit_segmentation, resolve_segmentation, supervised_loss
+from medattn.tasks.segment.data import load_segmentation_data
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 EVALUATE_KEYS = {"dice_mean", "dice_per_class", "iou_per_class", "hd95_mm_per_class", "assd_mm_per_class", "n"}
@@ -198,7 +198,7 @@ def test_masks_come_back_on_the_input_grid_when_the_model_resamples():
     from medattn.data.meta import ImageMeta
     from medattn.data.preprocess import Intensity
     from medattn.registry import create_model
-    from medattn.segment_inference import SegmentationPlan, segment
+    from medattn.tasks.segment.inference import SegmentationPlan, segment
 
     model = create_model("unet", spatial_dims=3, in_channels=1, num_classes=3, options={"channels": [4, 8]}).eval()
     plan = SegmentationPlan(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medattn.data.sources import ensure_splits, open_source
+from medattn.tasks.classify.sources import ensure_splits, open_source
 from medattn.errors import DataError, ReadError
 
 MEDMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"

@@ -18,8 +18,8 @@ from medattn.config import RunConfig
 from medattn.data.phantom import save_medmnist_npz
 from medattn.errors import RunDirError
 from medattn.runs import prepare_run_dir
-from medattn.train.engine import fit
-from medattn.train.losses import build_loss, class_weights
+from medattn.engine.trainer import fit
+from medattn.tasks.classify.loss import build_loss, class_weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -167,7 +167,7 @@ def test_learns_breastmnist(tmp_path):
     path = SHARED / "medmnist" / "breastmnist.npz"
     if not path.is_file():
         pytest.skip(f"real data not found at {path}")
-    from medattn.evaluate.report import evaluate_run
+    from medattn.tasks.classify.report import evaluate_run
 
     config = RunConfig()
     config.data.path = str(path)
@@ -208,7 +208,7 @@ def test_trains_from_a_class_folder_of_png_files(tmp_path):
 def test_schedules_survive_runs_of_a_few_steps(name):
     import torch
 
-    from medattn.train.engine import build_schedule
+    from medattn.engine.trainer import build_schedule
 
     for total in range(1, 30):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -11,8 +11,8 @@ from medattn.data.phantom import save_medmnist_npz
 from medattn.errors import ConfigError
 from medattn.registry import create_model
 from medattn.runs import prepare_run_dir
-from medattn.train.engine import fit
-from medattn.train.transfer import load_backbone
+from medattn.engine.trainer import fit
+from medattn.engine.transfer import load_backbone
 
 OPTIONS = {"widths": [8, 16, 32]}
 

@@ -15,11 +15,11 @@ from PIL import Image
 
 from medattn.config import DEFAULT_OPTIONS, RunConfig, load_config
 from medattn.data.phantom import save_medmnist_npz
-from medattn.data.sources import Split, open_source
+from medattn.tasks.classify.sources import Split, open_source
 from medattn.errors import ConfigError, DataError, RunDirError
-from medattn.evaluate.metrics import classification_metrics
-from medattn.evaluate.report import evaluate_run
-from medattn.inference import load_run, predict_probs
+from medattn.tasks.classify.metrics import classification_metrics
+from medattn.tasks.classify.report import evaluate_run
+from medattn.engine.loaded import load_run, predict_probs
 from medattn.tune.cv import CVSettings, run_cv
 from medattn.tune.ensemble import ensemble_threshold
 from medattn.tune.folds import assignment, make_folds, pool_train_val

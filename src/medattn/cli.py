@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -19,23 +18,59 @@ app = typer.Typer(
 )
 
 
-def _strict(value):
-    """Strict JSON: NaN and infinities (an AUC with one class present) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    return value
-
-
 def _emit(payload: dict, as_json: bool, human) -> None:
     """One JSON object on stdout with --json; a readable summary otherwise."""
+    from medattn.runs import finite
+
     if as_json:
-        sys.stdout.write(json.dumps(_strict(payload), allow_nan=False, default=float) + "\n")
+        sys.stdout.write(json.dumps(finite(payload), allow_nan=False, default=float) + "\n")
     else:
         human(payload)
+
+
+def _task_names() -> str:
+    import medattn.tasks  # noqa: F401  (registers the tasks)
+    from medattn.registry import TASKS
+
+    return " | ".join(TASKS.names())
+
+
+def _apply(cfg, overrides: dict) -> None:
+    """Set each given flag's config field; the task checks later that it means something to it."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." not in key:
+            setattr(cfg, key, value)
+        else:
+            section, name = key.split(".")
+            setattr(getattr(cfg, section), name, value)
+
+
+def _configured(config: Path | None, overrides: dict, *, model: str | None):
+    """The run config from --config and the flags, its task found (given, or recognised from the data) and
+    every flag checked against it before any data is read."""
+    from medattn.config import RunConfig, load_config
+    from medattn.tasks import task_for_config
+    from medattn.tasks.base import check_fields
+
+    cfg = load_config(config) if config else RunConfig()
+    _apply(cfg, overrides)
+    if model is not None and config is None:
+        cfg.model.options = {}
+    cfg = RunConfig.from_dict(cfg.to_dict())
+    task = task_for_config(cfg)
+    cfg.task = task.name
+    check_fields(cfg, task)
+    if cfg.model.name is not None:
+        import medattn.models  # noqa: F401  (registers the models, so a bad name fails before any work)
+        from medattn.errors import ConfigError
+        from medattn.registry import MODELS
+
+        if task.model_tag not in MODELS.get(cfg.model.name).tasks:
+            names = ", ".join(MODELS.names(task.model_tag))
+            raise ConfigError(f"model {cfg.model.name!r} does not fit {task.name}; models that do: {names}")
+    return cfg, task
 
 
 @app.command()
@@ -43,24 +78,30 @@ def train(
     data: str = typer.Option(
         None,
         "--data",
-        help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV; for segmentation a folder with "
-        "images/ and masks/, an MSD dataset.json, or a CSV with image and mask columns",
+        help="the dataset: an .npz, a folder, a CSV manifest or an MSD dataset.json; `medattn tasks` lists "
+        "the layouts each task reads and recognises",
     ),
     out: Path = typer.Option(..., "--out", help="run directory to create"),
+    task: str = typer.Option(None, "--task", help="the task (default: recognised from the data); see `medattn tasks`"),
     model: str = typer.Option(None, "--model", help="registered model name (see `medattn models`)"),
     epochs: int = typer.Option(None, "--epochs"),
     init: str = typer.Option(None, "--init", help="a finished run to start from (all layers but the head)"),
     seed: int = typer.Option(None, "--seed"),
     config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
-    task: str = typer.Option(
-        None, "--task", help="binary | multiclass | multilabel | ordinal | segmentation (default: inferred)"
+    labels: str = typer.Option(
+        None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal (default: from the labels)"
+    ),
+    targets: str = typer.Option(
+        None, "--targets", help="CSV column(s) of continuous targets to predict, e.g. age or a,b"
     ),
     batch_size: int = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(None, "--lr"),
-    size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
-    patch: str = typer.Option(None, "--patch", help="segmentation: training patch, e.g. 96 or 96,96 or 32,48,32"),
-    loss: str = typer.Option(None, "--loss", help="ce | weighted_ce | focal; segmentation: dice_ce | focal | tversky"),
-    sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced"),
+    size: str = typer.Option(None, "--size", help="whole-image input size, e.g. 64 or 64,64 or 32,64,64"),
+    patch: str = typer.Option(
+        None, "--patch", help="patch-trained tasks: training patch, e.g. 96 or 96,96 or 32,48,32"
+    ),
+    loss: str = typer.Option(None, "--loss", help="the task's loss (default: the task's own; errors list the others)"),
+    sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced (each class drawn equally often)"),
     augment: str = typer.Option(
         None, "--augment", help="augmentation preset: xray | ct | mr | ultrasound | rgb | auto | default | none"
     ),
@@ -70,55 +111,45 @@ def train(
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Train a classifier, or a segmenter when the data has masks, and write the run directory."""
-    from medattn.config import RunConfig, load_config
-    from medattn.data.segmentation import is_segmentation_data
+    """Train a model for the task of the data (`medattn tasks`), writing a run directory."""
+    from medattn.config import load_config
+    from medattn.engine import distributed
+    from medattn.engine.trainer import fit
     from medattn.errors import ConfigError
     from medattn.runs import prepare_run_dir
-    from medattn.train import distributed
-    from medattn.train.engine import fit
-    from medattn.train.segment import fit_segmentation
+    from medattn.tasks import task_for_config
 
     if resume:
         run = prepare_run_dir(out, resume=True, force=force)  # only reads: under torchrun every process checks
         cfg = load_config(run / "config.yaml")
+        chosen = task_for_config(cfg)
     else:
-        cfg = load_config(config) if config else RunConfig()
-        if data is None and not cfg.data.path:
+        if data is None and config is None:
             raise ConfigError("--data is required (or data.path in --config)")
         overrides = {
-            ("data", "path"): data,
-            ("data", "task"): task,
-            ("model", "name"): model,
-            ("model", "init"): init,
-            ("train", "epochs"): epochs,
-            ("train", "seed"): seed,
-            ("train", "batch_size"): batch_size,
-            ("train", "lr"): lr,
-            ("train", "loss"): loss,
-            ("train", "sampler"): sampler,
-            ("data", "augment"): augment,
-            ("train", "threshold"): threshold,
-            ("train", "device"): device,
-            ("data", "size"): _parse_size(size),
-            ("data", "patch"): _parse_size(patch, repeat=False),
+            "task": task,
+            "data.path": data,
+            "data.labels": labels,
+            "data.targets": None if targets is None else [t.strip() for t in targets.split(",") if t.strip()],
+            "model.name": model,
+            "model.init": init,
+            "train.epochs": epochs,
+            "train.seed": seed,
+            "train.batch_size": batch_size,
+            "train.lr": lr,
+            "train.loss": loss,
+            "train.sampler": sampler,
+            "data.augment": augment,
+            "train.threshold": threshold,
+            "train.device": device,
+            "data.size": _parse_size(size),
+            "data.patch": _parse_size(patch, repeat=False),
         }
-        for (section, key), value in overrides.items():
-            if value is not None:
-                setattr(getattr(cfg, section), key, value)
-        if model is not None and config is None:
-            cfg.model.options = {}
-        if cfg.data.task is None and is_segmentation_data(cfg.data.path):
-            cfg.data.task = "segmentation"  # the data has masks
-        cfg = RunConfig.from_dict(cfg.to_dict())
-        import medattn.models  # noqa: F401  (registers the models, so a bad name fails before any work)
-        from medattn.registry import MODELS
-
-        MODELS.get(cfg.model.name)
+        cfg, chosen = _configured(config, overrides, model=model)
         distributed.start(cfg.train.device)  # under torchrun: join the others; rank 0 alone creates the run
         run = distributed.on_main(lambda: prepare_run_dir(out, resume=False, force=force))
     try:
-        result = (fit_segmentation if cfg.data.task == "segmentation" else fit)(cfg, run, resume=resume)
+        result = fit(cfg, run, resume=resume)
     except BaseException:
         if distributed.is_main() and not resume and run.is_dir() and not any(run.iterdir()):
             run.rmdir()  # failed before writing anything: leave no empty run behind
@@ -126,19 +157,7 @@ def train(
     distributed.stop()
     if not distributed.is_main():
         return  # rank 0 reports for all
-    _emit(
-        result,
-        as_json,
-        lambda r: print(
-            f"best epoch {r['best_epoch']}/{r['epochs_run']}: "
-            + (
-                f"val dice {r['val']['dice']:.4f}"
-                if r.get("task") == "segmentation"
-                else f"val auc {r['val'].get('auc', float('nan')):.4f} acc {r['val'].get('acc', float('nan')):.4f}"
-            )
-            + f"\nrun written to {r['run']}"
-        ),
-    )
+    _emit(result, as_json, lambda r: print(chosen.summary(r)))
 
 
 def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
@@ -156,43 +175,43 @@ def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
 
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="a finished run directory"),
+    run: Path = typer.Argument(..., help="a finished run directory, or a cross-validation directory (its ensemble)"),
     data: str = typer.Option(None, "--data", help="dataset to score (default: the run's training data)"),
     split: str = typer.Option("test", "--split"),
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Score a run on a split: AUC, accuracy, sensitivity/specificity, F1, ECE; or Dice, IoU, HD95, ASSD; 95% CIs."""
-    from medattn.evaluate.report import evaluate_run, print_report
+    """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
+    from medattn.tasks import task_for_run
 
-    metrics = evaluate_run(run, data=data, split=split, tta=tta)
-    _emit(metrics, as_json, print_report)
+    task = task_for_run(run)
+    metrics = task.evaluate(run, data=data, split=split, tta=tta)
+    _emit(metrics, as_json, task.print_report)
 
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="a finished run directory"),
+    run: Path = typer.Argument(..., help="a finished run directory, or a cross-validation directory (its ensemble)"),
     files: list[Path] = typer.Argument(..., help="DICOM files or series folders, NIfTI, PNG/JPEG"),
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
-    out_dir: Path = typer.Option(None, "--out-dir", help="segmentation: where masks go (default RUN/predictions)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="segmentation: replace masks already there"),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", help="tasks that write files (masks): where (default RUN/predictions)"
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="tasks that write files: replace those already there"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Classify image files with a trained run, or write their masks (NIfTI or PNG) with a segmentation run."""
-    from medattn.evaluate.report import predict_files
-    from medattn.segment_predict import is_segmentation_run, predict_masks, print_masks
+    """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
+    from medattn.errors import ConfigError
+    from medattn.tasks import task_for_run
 
-    if is_segmentation_run(run):
-        _emit(predict_masks(run, files, out_dir=out_dir, overwrite=overwrite), as_json, print_masks)
-        return
-    result = predict_files(run, files, tta=tta)
-
-    def human(payload):
-        for row in payload["predictions"]:
-            probs = ", ".join(f"{k} {v:.3f}" for k, v in row["probabilities"].items())
-            print(f"{row['file']}: {row['class']} ({probs})")
-
-    _emit(result, as_json, human)
+    task = task_for_run(run)
+    given = {"tta": tta, "out_dir": out_dir is not None, "overwrite": overwrite}
+    flags = {"tta": "--tta", "out_dir": "--out-dir", "overwrite": "--overwrite"}
+    for option, used in given.items():
+        if used and option not in task.predict_options:
+            raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
+    result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite)
+    _emit(result, as_json, task.print_predictions)
 
 
 @app.command()
@@ -200,6 +219,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON ob
     """List registered models with parameter counts (2D, 1 channel, 2 classes, default options)."""
     import medattn.models  # noqa: F401
     from medattn.registry import MODELS, create_model
+    from medattn.tasks import all_tasks
 
     rows = []
     for entry in MODELS:
@@ -207,7 +227,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON ob
         rows.append(
             {
                 "name": entry.name,
-                "tasks": list(entry.tasks),
+                "tasks": [task.name for task in all_tasks() if task.model_tag in entry.tasks],
                 "description": entry.description,
                 "parameters": sum(p.numel() for p in model.parameters()),
             }
@@ -216,8 +236,37 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON ob
         {"models": rows},
         as_json,
         lambda p: [
-            print(f"{r['name']:<16} {','.join(r['tasks']):<15} {r['parameters']:>12,}  {r['description']}")
+            print(f"{r['name']:<16} {','.join(r['tasks']):<26} {r['parameters']:>12,}  {r['description']}")
             for r in p["models"]
+        ],
+    )
+
+
+@app.command()
+def tasks(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """List the registered tasks: what each learns, its losses and the metric its best epoch is chosen on."""
+    import medattn.models  # noqa: F401  (registers the models)
+    from medattn.registry import MODELS
+    from medattn.tasks import all_tasks
+
+    rows = [
+        {
+            "name": task.name,
+            "description": task.description,
+            "data": task.layouts,
+            "losses": list(task.losses),
+            "select_metrics": list(task.select_metrics),
+            "options": sorted(task.fields),
+            "models": MODELS.names(task.model_tag),
+        }
+        for task in all_tasks()
+    ]
+    _emit(
+        {"tasks": rows},
+        as_json,
+        lambda p: [
+            print(f"{r['name']}: {r['description']}\n  data: {r['data']}\n  losses: {', '.join(r['losses'])}")
+            for r in p["tasks"]
         ],
     )
 
@@ -228,7 +277,7 @@ def demo(
     force: bool = typer.Option(False, "--force", help="replace an existing demo folder"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Phantom data -> train an attention model -> evaluate -> print metrics and where the run is."""
+    """Phantom data for every task -> train an attention model -> evaluate -> predict -> where the runs are."""
     from medattn.demo import run_demo
 
     result = run_demo(out, force=force, verbose=not as_json)
@@ -241,34 +290,23 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("inspect")
 def data_inspect(
-    path: str = typer.Argument(..., help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
-    task: str = typer.Option(None, "--task", help="binary | multiclass | multilabel | ordinal (default: inferred)"),
+    path: str = typer.Argument(..., help="a dataset of any task (see `medattn train --help`)"),
+    task: str = typer.Option(None, "--task", help="the task (default: recognised from the data)"),
+    labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Counts per class, split and patient; sizes, spacing, intensities; duplicates across splits; a loss to use."""
-    from medattn.data.inspect import inspect_path
+    """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
+    from medattn.config import RunConfig
     from medattn.progress import track
+    from medattn.tasks import task_for_config
+    from medattn.tasks.base import check_fields
 
-    report = inspect_path(path, task=task, progress=lambda items: track(items, "hashing images"))
-
-    def human(r):
-        print(f"{r['path']} ({r['kind']}, {r['task']}): classes {', '.join(r['class_names'])}")
-        for split, counts in r["class_counts"].items():
-            print(f"  {split:<5} {r['splits'][split]:>7} images  per class {counts}")
-        if r["patients"]:
-            print(
-                f"  patients per split {r['patients']['per_split']}; "
-                f"in more than one split: {r['patients']['in_more_than_one_split']}"
-            )
-        print(f"  shapes {r['images']['shapes']}  dtypes {r['images']['dtypes']}  spacing {r['images']['spacing_mm']}")
-        print(f"  intensity {r['images']['intensity']}")
-        print(
-            f"  identical images in more than one split: {r['duplicates_across_splits']}; "
-            f"repeated within a split: {r['duplicates_within_splits']}"
-        )
-        print(f"  recommended: {r['recommendation']['flag']} ({r['recommendation']['why']})")
-
-    _emit(report, as_json, human)
+    config = RunConfig(task=task)
+    config.data.path, config.data.labels = path, labels
+    chosen = task_for_config(RunConfig.from_dict(config.to_dict()))
+    check_fields(config, chosen)
+    report = chosen.inspect(path, labels=labels, progress=lambda items: track(items, "reading the data"))
+    _emit(report, as_json, chosen.print_inspect)
 
 
 tune_app = typer.Typer(no_args_is_help=True, help="Cross-validate by patient, and search hyperparameters.")
@@ -277,45 +315,51 @@ app.add_typer(tune_app, name="tune")
 
 @tune_app.command("cv")
 def tune_cv(
-    data: str = typer.Option(None, "--data", help="an .npz (MedMNIST layout), a class-per-folder tree or a CSV"),
+    data: str = typer.Option(None, "--data", help="a dataset of any task (see `medattn train --help`)"),
     folds: int = typer.Option(5, "--folds", help="number of folds (train+val pooled; the test split is kept out)"),
     out: Path = typer.Option(..., "--out", help="directory for the fold runs, cv.json and ensemble.json"),
     repeats: int = typer.Option(1, "--repeats", help="repeat with other fold splits (seed + repeat)"),
     group: str = typer.Option("auto", "--group", help="auto (by patient when ids exist) | patient | none"),
     config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
+    task: str = typer.Option(None, "--task", help="the task (default: recognised from the data)"),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     seed: int = typer.Option(None, "--seed"),
-    size: str = typer.Option(None, "--size", help="input size, e.g. 64 or 64,64 or 32,64,64"),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    size: str = typer.Option(None, "--size", help="whole-image input size, e.g. 64 or 64,64 or 32,64,64"),
+    patch: str = typer.Option(None, "--patch", help="patch-trained tasks: training patch, e.g. 96 or 32,48,32"),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
     resume: bool = typer.Option(False, "--resume", help="continue the cross-validation in --out (its saved plan)"),
     force: bool = typer.Option(False, "--force", help="replace an existing --out"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Stratified k-fold cross-validation, grouped by patient; the fold models become an ensemble."""
-    from medattn.config import RunConfig, load_config
+    """K-fold cross-validation, grouped by patient (stratified where the task has classes); the fold runs
+    become an ensemble that `evaluate` and `predict` take."""
+    from medattn.config import RunConfig
     from medattn.errors import ConfigError
     from medattn.tune.cv import CVSettings, run_cv
     from medattn.tune.report import print_cv
 
-    cfg = load_config(config) if config else RunConfig()
-    overrides = {
-        ("data", "path"): data,
-        ("model", "name"): model,
-        ("train", "epochs"): epochs,
-        ("train", "seed"): seed,
-        ("train", "device"): device,
-        ("data", "size"): _parse_size(size),
-    }
-    for (section, key), value in overrides.items():
-        if value is not None:
-            setattr(getattr(cfg, section), key, value)
-    if model is not None and config is None:
-        cfg.model.options = {}
-    if not resume and not cfg.data.path:
-        raise ConfigError("--data is required (or data.path in --config)")
     settings = CVSettings(folds=folds, repeats=repeats, group=group)
-    result = run_cv(RunConfig.from_dict(cfg.to_dict()), out, settings=settings, resume=resume, force=force)
+    if resume:
+        result = run_cv(None, out, settings=settings, resume=True, force=force)
+        _emit(result, as_json, print_cv)
+        return
+    if data is None and config is None:
+        raise ConfigError("--data is required (or data.path in --config)")
+    overrides = {
+        "task": task,
+        "data.path": data,
+        "model.name": model,
+        "train.epochs": epochs,
+        "train.seed": seed,
+        "train.batch_size": batch_size,
+        "train.device": device,
+        "data.size": _parse_size(size),
+        "data.patch": _parse_size(patch, repeat=False),
+    }
+    cfg, _ = _configured(config, overrides, model=model)
+    result = run_cv(RunConfig.from_dict(cfg.to_dict()), out, settings=settings, resume=False, force=force)
     _emit(result, as_json, print_cv)
 
 

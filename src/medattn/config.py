@@ -15,24 +15,11 @@ import yaml
 
 from medattn.errors import ConfigError
 
-# The default classification model and its options per dimension: chosen by benchmarks/medmnist.py (README
-# table). 2D uses CBAM (channel + spatial attention): on BreastMNIST it beat SE on each of 3 paired seeds
-# (test AUC .898 vs .877), and two blocks a stage beat one on each of 3 paired seeds (.902 vs .896).
-# 3D starts with a stride-2 stem, narrower stages and SE: a 28^3 volume has 28x the voxels of a 28^2 image,
-# and SE costs almost nothing.
-DEFAULT_MODEL = "attn_resnet"
-DEFAULT_OPTIONS = {
-    2: {"widths": [32, 64, 128], "depths": [2, 2, 2], "stem_stride": 1, "attention": "cbam"},
-    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
-}
-# epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]:
-# small sets get more passes (BreastMNIST's 546 images: 59 epochs), large ones at least 12 (PneumoniaMNIST's
-# 4,708: 12 epochs, under 10 minutes here with the 2D default)
-AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 12, 60
-TASKS = ("binary", "multiclass", "multilabel", "ordinal", "segmentation")
+# Automatic choices that belong to a task (its default model, loss, batch, epochs) live in its folder under
+# tasks/: a field left at None here means "the task's default", and the resolved run config records the value
+# used. A field another task uses, set for a task that does not, is an error naming the field (tasks/base.py).
+LABEL_TYPES = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
-LOSSES = ("ce", "weighted_ce", "focal", "dice_ce", "tversky")  # segmentation: dice_ce | focal | tversky
-SELECT_METRICS = ("auc", "acc", "balanced_acc", "loss", "dice")
 SAMPLERS = ("shuffle", "balanced")
 
 
@@ -47,8 +34,9 @@ def default_augment() -> list[dict[str, Any]]:
 @dataclass
 class DataConfig:
     path: str = ""
-    task: str | None = None  # inferred from the labels when None
-    size: list[int] | None = None  # model input size per spatial axis; None keeps the source size
+    labels: str | None = None  # classification: binary | multiclass | multilabel | ordinal (None: from the labels)
+    targets: list[str] | None = None  # regression: the columns (CSV) to predict; None: the task's default
+    size: list[int] | None = None  # whole-image input size per spatial axis; None keeps the source size
     modality: str = "auto"  # auto | ct | mr | xray | rgb | minmax (see data/preprocess.py)
     window: list[float] | None = None  # CT window [center, width] in HU
     val_fraction: float = 0.15  # used only when the source has no validation split
@@ -56,113 +44,115 @@ class DataConfig:
     class_names: list[str] | None = None
     # a list of operations, or a preset: none | default | xray | ct | mr | ultrasound | rgb | auto (data/presets.py)
     augment: str | list[dict[str, Any]] = field(default_factory=default_augment)
-    # segmentation only (train/segment.py): the training patch per spatial axis (None = auto, from the median
-    # image shape), and the voxel spacing in mm to resample to: auto (the training median in 3D, none in 2D),
-    # none, median, or one value per axis. Images are resampled linearly, masks by nearest neighbour.
+    # patch-trained tasks (segmentation): the training patch per spatial axis (None = from the median image
+    # shape), and the voxel spacing in mm to resample to: auto (the training median in 3D, none in 2D), none,
+    # median, or one value per axis (None = auto). Images are resampled linearly, masks by nearest neighbour.
     patch: list[int] | None = None
-    spacing: str | list[float] = "auto"
+    spacing: str | list[float] | None = None
 
 
 @dataclass
 class ModelConfig:
-    name: str = DEFAULT_MODEL
+    name: str | None = None  # None: the task's default model (and its default options for the data's dims)
     options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # a finished run whose weights (all but the head) start this one
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 0  # 0 = auto: about AUTO_IMAGES training images, 12 to 60 epochs
-    batch_size: int = 64
+    epochs: int = 0  # 0 = auto: the task sizes it from the training set (tasks/<task>/)
+    batch_size: int | None = None  # None: the task's default for the data's dims
     lr: float = 3e-3
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     grad_clip: float = 2.0
-    loss: str = "ce"
+    loss: str | None = None  # None: the task's default (tasks/<task>/ lists its losses)
     focal_gamma: float = 2.0
-    label_smoothing: float = 0.1
-    # the best epoch is chosen on validation by this metric, never on test. Loss, not AUC: on BreastMNIST
-    # (paired seeds) it kept AUC (.902) and raised ACC at the 0.5 threshold (.861 -> .872)
-    select_metric: str = "loss"
+    label_smoothing: float | None = None  # classification (None: 0.1)
+    # the best epoch is chosen on validation by this metric, never on test (None: the task's default)
+    select_metric: str | None = None
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    sampler: str = "shuffle"  # shuffle | balanced (each class drawn equally often, with replacement)
-    threshold: str = "0.5"  # binary decision threshold: a number, "youden", or "sensitivity=0.9" (tuned on val)
+    sampler: str | None = None  # classification: shuffle | balanced (each class drawn equally often)
+    threshold: str | None = None  # binary: a number, "youden", or "sensitivity=0.9" (tuned on val); None: 0.5
     amp: bool = True  # mixed precision where the device supports it (CUDA)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads; 0 = all cores
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off (with both on, each batch picks one)
-    ema: float = 0.99  # exponential moving average of the weights (evaluated and saved); 0 = off
-    foreground_fraction: float = 0.33  # segmentation: share of training patches centred on a labelled voxel
+    ema: float | None = None  # moving average of the weights (evaluated and saved); 0 = off; None: the task's
+    foreground_fraction: float | None = None  # segmentation: share of patches centred on a label (None: 0.33)
 
 
 @dataclass
 class RunConfig:
+    task: str | None = None  # a registered task (medattn.tasks); None: recognised from the data
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> RunConfig:
+        """Checks that need no task; each task checks its own fields when it resolves the config."""
         checks = [
-            (self.data.task, (None, *TASKS), "data.task"),
+            (self.data.labels, (None, *LABEL_TYPES), "data.labels"),
             (self.train.schedule, SCHEDULES, "train.schedule"),
-            (self.train.loss, LOSSES, "train.loss"),
-            (self.train.select_metric, SELECT_METRICS, "train.select_metric"),
-            (self.train.sampler, SAMPLERS, "train.sampler"),
+            (self.train.sampler, (None, *SAMPLERS), "train.sampler"),
         ]
         for value, allowed, key in checks:
             if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        if self.train.epochs < 0 or self.train.batch_size < 1:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(str(a) for a in allowed if a)}")
+        if self.train.epochs < 0 or (self.train.batch_size is not None and self.train.batch_size < 1):
             raise ConfigError("train.epochs must be 0 (auto) or more, train.batch_size at least 1")
         if not 0 < self.train.lr < 10:
             raise ConfigError(f"train.lr must be in (0, 10), got {self.train.lr}")
-        parse_threshold(self.train.threshold)
+        if self.train.threshold is not None:
+            parse_threshold(self.train.threshold)
         from medattn.data.presets import check_augment
 
         check_augment(self.data.augment)
         if self.train.mixup < 0 or self.train.cutmix < 0:
             raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
-        if not 0 <= self.train.ema < 1:
+        if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
-        _check_segmentation_fields(self)
+        _check_patch_fields(self)
         return self
-
-    def resolved(self, *, spatial_dims: int, n_train: int, modality: str = "auto") -> RunConfig:
-        """A copy with the automatic choices made concrete, as saved in config.yaml (so a resume is exact).
-
-        `modality` is the data source's (e.g. "xray"); a data.modality set in the config wins over it.
-        """
-        from medattn.data.presets import resolve_augment
-
-        config = RunConfig.from_dict(self.to_dict())
-        modality = config.data.modality if config.data.modality != "auto" else modality
-        config.data.augment = resolve_augment(config.data.augment, spatial_dims=spatial_dims, modality=modality)
-        if config.model.name == DEFAULT_MODEL and not config.model.options:
-            config.model.options = dict(DEFAULT_OPTIONS[spatial_dims])
-        if config.train.epochs == 0:
-            config.train.epochs = min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, -(-AUTO_IMAGES // max(n_train, 1))))
-        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
-        return _build(cls, raw, source).validate()
+        return _build(cls, _upgrade(raw), source).validate()
 
 
-def _check_segmentation_fields(config: RunConfig) -> None:
+def _upgrade(raw: Any) -> Any:
+    """A config.yaml written before tasks were separate from label types: `data.task` held both."""
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or "task" not in data:
+        return raw
+    raw = {**raw, "data": dict(data)}
+    old = raw["data"].pop("task")
+    if old == "segmentation":
+        raw.setdefault("task", "segmentation")
+    elif old is not None:
+        raw.setdefault("task", "classification")
+        raw["data"].setdefault("labels", old)
+    return raw
+
+
+def _check_patch_fields(config: RunConfig) -> None:
     patch, spacing = config.data.patch, config.data.spacing
     if patch is not None and (not patch or not all(isinstance(p, int) and p >= 4 for p in patch)):
         raise ConfigError(f"data.patch {patch!r}: expected integers of at least 4, one per axis (or one for all)")
-    if isinstance(spacing, str):
+    if spacing is None:
+        pass
+    elif isinstance(spacing, str):
         if spacing not in ("auto", "none", "median"):
             raise ConfigError(f"data.spacing {spacing!r}: expected auto, none, median or millimetres per axis")
     elif not spacing or not all(isinstance(s, int | float) and s > 0 for s in spacing):
         raise ConfigError(f"data.spacing {spacing!r}: expected positive millimetres per axis, e.g. [1.0, 1.0, 1.0]")
-    if not 0 <= config.train.foreground_fraction <= 1:
+    fraction = config.train.foreground_fraction
+    if fraction is not None and not 0 <= fraction <= 1:
         raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {config.train.foreground_fraction}")
 
 

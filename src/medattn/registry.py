@@ -63,7 +63,8 @@ class Registry:
         return iter(self._entries.values())
 
 
-MODELS = Registry("model")
+MODELS = Registry("model")  # tagged with the task names whose outputs they give
+TASKS = Registry("task")  # classification, segmentation, regression, ...: see medattn.tasks
 
 
 def create_model(

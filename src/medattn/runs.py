@@ -7,6 +7,7 @@ checkpoint/ (resume state) and, after `evaluate`, metrics.json.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -43,8 +44,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def finite(value: Any) -> Any:
+    """Strict JSON: an undefined metric (NaN: an AUC on one class, HD95 with nothing predicted) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(finite(payload), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def atomic_save_torch(path: Path, payload: dict) -> None:

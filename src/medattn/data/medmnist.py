@@ -56,8 +56,11 @@ def _channel_first(images: np.ndarray, path: Path, split: str) -> np.ndarray:
     raise ReadError(path, f"{split}_images has shape {images.shape}; expected (N, H, W), (N, H, W, 3) or (N, D, H, W)")
 
 
-def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) or (N, C, D, H, W) in the stored dtype and labels (N, L) int64."""
+def read_medmnist(path: str | Path, split: str, *, continuous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, C, H, W) or (N, C, D, H, W) in the stored dtype and labels (N, L) int64.
+
+    With `continuous`, the labels are targets: any finite numbers, returned (N, L) float32.
+    """
     path = Path(path)
     with _open(path) as archive:
         names = list(archive.files)
@@ -79,10 +82,25 @@ def read_medmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
         raise ReadError(path, f"{split}_labels has shape {labels.shape}; expected (N,) or (N, L)")
     if labels.dtype.kind not in "biuf":
         raise ReadError(path, f"{split}_labels has dtype {labels.dtype}; expected integers")
-    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))):
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise ReadError(path, f"{split}_labels holds NaN or infinite values")
+    if not continuous and labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
         raise ReadError(path, f"{split}_labels holds non-integer values")
     if images.dtype.kind not in "biuf":
         raise ReadError(path, f"{split}_images has dtype {images.dtype}; expected numbers")
     require_finite(images, path)
     images = _channel_first(images, path, split)
-    return np.ascontiguousarray(images), labels.reshape(len(labels), -1).astype(np.int64)
+    kind = np.float32 if continuous else np.int64
+    return np.ascontiguousarray(images), labels.reshape(len(labels), -1).astype(kind)
+
+
+def labels_are_integers(path: str | Path) -> bool:
+    """Whether the train labels of an npz hold whole numbers only (classes) rather than continuous targets."""
+    with _open(Path(path)) as archive:
+        if "train_labels" not in archive.files:
+            return True
+        try:
+            labels = archive["train_labels"]
+        except _ARCHIVE_ERRORS:
+            return True  # let read_medmnist report the damage
+    return labels.dtype.kind in "biu" or bool(np.array_equal(labels, np.round(labels)))

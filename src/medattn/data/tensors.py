@@ -1,4 +1,4 @@
-"""From a `LabelledSource` split to model-ready tensors: read, intensity mode, resize, standardise.
+"""From a `source` split to model-ready tensors: read, intensity mode, resize, standardise.
 
 Everything is held in memory as float32 (N, C, *spatial): classification inputs are small (MedMNIST
 28-64 px, or resized with data.size), which keeps an epoch free of file I/O.
@@ -12,7 +12,7 @@ import numpy as np
 
 from medattn.data.meta import require_finite
 from medattn.data.preprocess import Intensity, choose_intensity, resize, to_unit
-from medattn.data.sources import LabelledSource, Split
+from medattn.data.splits import Split
 from medattn.errors import DataError
 
 
@@ -31,9 +31,7 @@ def _first_image(split: Split):
     return read_image(split.paths[0])
 
 
-def plan_intensity(
-    source: LabelledSource, *, modality: str, window: list[float] | None
-) -> tuple[Intensity, list[float] | None]:
+def plan_intensity(source, *, modality: str, window: list[float] | None) -> tuple[Intensity, list[float] | None]:
     """The intensity recipe, chosen from the first training image (mean and std are filled in later), and that
     image's spacing in mm (None for arrays without geometry, such as MedMNIST)."""
     image, meta = _first_image(source.splits["train"])
@@ -84,7 +82,7 @@ def fit_standardisation(x, intensity: Intensity) -> Intensity:
     return Intensity(intensity.mode, intensity.scale, intensity.window, mean, max(std, 1e-6))
 
 
-def prepare(source: LabelledSource, split_name: str, intensity: Intensity, size, *, progress=iter) -> Prepared:
+def prepare(source, split_name: str, intensity: Intensity, size, *, progress=iter) -> Prepared:
     import torch
 
     if split_name not in source.splits:

@@ -2,7 +2,7 @@
 
 Submodules (numpy and scikit-learn only; none imports torch):
 
-- `medattn.evaluate.metrics`: `classification_metrics`, the MedMNIST-compatible AUC and ACC,
+- `medattn.tasks.classify.metrics`: `classification_metrics`, the MedMNIST-compatible AUC and ACC,
   input checks, predictions and threshold selection (`youden_threshold`, `threshold_for_sensitivity`).
 - `medattn.evaluate.calibration`: `expected_calibration_error`, `reliability_bins`.
 - `medattn.evaluate.bootstrap`: `bootstrap_ci` over resampled cases, with a vectorised path

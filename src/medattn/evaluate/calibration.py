@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medattn.evaluate.metrics import check_inputs
+from medattn.tasks.classify.metrics import check_inputs
 
 
 def _bin_sums(confidence: np.ndarray, hit: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:

@@ -1,13 +1,14 @@
-"""K-fold cross-validation: every fold an ordinary run directory, scored on the fold it held out.
+"""K-fold cross-validation, for any task: every fold an ordinary run directory, scored on the fold it held out.
 
-DIR/cv-plan.json   the config, the settings and the fold of every pooled image (written first: a resume
+DIR/cv-plan.json   the config, the settings and the fold of every pooled image or case (written first: a resume
                    recomputes the folds and refuses data that no longer splits the same way)
 DIR/fold-<r>-<k>/  a run trained on the other folds of repeat r, validated (best epoch, threshold) on fold k
 DIR/cv.json        per-fold held-out metrics, their mean and sample standard deviation
 DIR/ensemble.json  the fold runs, which `medattn evaluate DIR` and `medattn predict DIR` average
 
 The held-out fold also picks each run's best epoch, so fold scores lean slightly optimistic (as in any CV
-with early model selection); the test split of the source, when there is one, is never touched here.
+with early model selection). The source is split as training splits it (its own test split, or one carved with
+the run's seed), and the test split is never touched here: `medattn evaluate DIR` scores the ensemble on it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medattn.config import RunConfig
-from medattn.data.sources import LabelledSource, open_source
 from medattn.errors import DataError, RunDirError
-from medattn.runs import CHECKPOINT, atomic_write_json, prepare_run_dir, read_json
+from medattn.runs import CHECKPOINT, atomic_write_json, finite, prepare_run_dir, read_json
+from medattn.tasks.base import Pool
 from medattn.tune.ensemble import write_ensemble
-from medattn.tune.folds import Fold, assignment, make_folds, pool_train_val
+from medattn.tune.folds import Fold, assignment, make_folds
 
 PLAN_FILE = "cv-plan.json"
 CV_FILE = "cv.json"
 HELD_OUT = "held-out fold"  # the key of the fold's own score in its metrics.json
-SUMMARY_KEYS = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1_macro", "ece", "mae", "qwk")
 
 
 @dataclass
@@ -51,7 +51,7 @@ def prepare_cv_dir(out: str | Path, *, resume: bool, force: bool) -> Path:
 
 
 def run_cv(
-    config: RunConfig,
+    config: RunConfig | None,
     out: str | Path,
     *,
     settings: CVSettings,
@@ -60,29 +60,33 @@ def run_cv(
     quiet: bool = False,
 ) -> dict:
     """Cross-validate `config` into `out`; with resume, the plan saved there wins over the arguments."""
+    from medattn.tasks import task_for_config
+
     out = Path(out)
     if resume:
         plan = read_json(prepare_cv_dir(out, resume=True, force=force) / PLAN_FILE)
         config = RunConfig.from_dict(plan["config"], source=str(out / PLAN_FILE))
         settings = CVSettings(**plan["settings"])
-    source = open_source(config.data.path, task=config.data.task, class_names=config.data.class_names)
-    pooled = pool_train_val(source)
+    task = task_for_config(config)
+    config.task = task.name
+    source = task.open(config)
+    pool = task.fold_pool(source)
     folds = make_folds(
-        pooled,
+        pool,
         folds=settings.folds,
         repeats=settings.repeats,
         seed=config.train.seed,
         group=settings.group,
-        class_names=source.class_names,
+        class_names=getattr(source, "class_names", None),
         where=config.data.path,
     )
-    table = assignment(folds, len(pooled))
+    table = assignment(folds, pool.n)
     if resume and plan["assignment"] != table:
         raise DataError(
             f"{config.data.path} no longer splits into the folds recorded in {out / PLAN_FILE}: "
             "the data changed since this cross-validation started; start a new one"
         )
-    grouped = pooled.patient_ids is not None and settings.group != "none"
+    grouped = pool.groups is not None and settings.group != "none"
     if not resume:  # the directory is made only now, once the data is known to split
         prepare_cv_dir(out, resume=False, force=force)
         plan = {"config": config.to_dict(), "settings": asdict(settings), "grouped": grouped, "assignment": table}
@@ -90,54 +94,46 @@ def run_cv(
     rows = []
     for number, fold in enumerate(folds, start=1):
         tick = time.perf_counter()
-        fold_source = source_for_fold(source, pooled, fold, total=settings.folds, grouped=grouped)
+        fold_source = task.fold_source(
+            source, pool, fold.train, fold.held_out, _fold_note(fold, pool, total=settings.folds, grouped=grouped)
+        )
         run = out / fold.name
         status = train_fold(_fold_config(config, fold), run, fold_source, quiet=quiet)
-        metrics = score_fold(run, fold_source)
+        metrics = score_fold(task, run, fold_source)
         rows.append({"repeat": fold.repeat, "fold": fold.index, "run": fold.name, "status": status, **metrics})
         if not quiet:
-            _say(f"{fold.name} ({number}/{len(folds)}, {status}): held-out {_brief(metrics)}", tick)
-    mean, std = summarise(rows)
+            _say(f"{fold.name} ({number}/{len(folds)}, {status}): held-out {_brief(metrics, task)}", tick)
+    mean, std = summarise(rows, task.summary_keys)
     result = {
         "dir": str(out),
+        "task": task.name,
         "data": config.data.path,
-        "settings": {**asdict(settings), "grouped_by_patient": grouped, "pooled_images": len(pooled)},
+        "metric": task.fold_metric,
+        "settings": {**asdict(settings), "grouped_by_patient": grouped, f"pooled_{pool.unit}": pool.n},
         "folds": rows,
         "mean": mean,
         "std": std,
         "config": config.to_dict(),
-        "notes": _notes(source, grouped),
+        "notes": _notes(source, pool, grouped),
     }
-    atomic_write_json(out / CV_FILE, _finite(result))
+    atomic_write_json(out / CV_FILE, result)
     note = f"{len(folds)} fold runs of a {settings.folds}-fold cross-validation x {settings.repeats}"
     write_ensemble(out, [out / fold.name for fold in folds], note=note)
-    return result
+    return finite(result)
 
 
-def source_for_fold(source: LabelledSource, pooled, fold: Fold, *, total: int, grouped: bool) -> LabelledSource:
-    """The source as this fold's run sees it: train = the other folds, val = the held-out fold, test as is."""
-    splits = {"train": pooled.subset(fold.train), "val": pooled.subset(fold.held_out)}
-    if "test" in source.splits:
-        splits["test"] = source.splits["test"]
-    how = "grouped by patient" if grouped else "by image"
-    note = (
+def _fold_note(fold: Fold, pool: Pool, *, total: int, grouped: bool) -> str:
+    how = "grouped by patient" if grouped else f"by {pool.unit[:-1]}"
+    stratified = "stratified, " if pool.strata is not None else ""
+    return (
         f"cross-validation fold {fold.index + 1}/{total} of repeat {fold.repeat + 1}: "
-        f"{len(fold.held_out)} held-out images for validation, {len(fold.train)} for training (stratified, {how})"
-    )
-    return LabelledSource(
-        path=source.path,
-        kind=source.kind,
-        task=source.task,
-        class_names=list(source.class_names),
-        splits=splits,
-        modality=source.modality,
-        notes=[*source.notes, note],
+        f"{len(fold.held_out)} held-out {pool.unit} for validation, {len(fold.train)} for training ({stratified}{how})"
     )
 
 
-def train_fold(config: RunConfig, run: Path, source: LabelledSource, *, quiet: bool) -> str:
+def train_fold(config: RunConfig, run: Path, source, *, quiet: bool) -> str:
     """Train one fold unless it is finished; continue it from its checkpoint when one was left by a kill."""
-    from medattn.train.engine import fit
+    from medattn.engine.trainer import fit
 
     if (run / "model.json").is_file():
         return "kept"
@@ -148,31 +144,20 @@ def train_fold(config: RunConfig, run: Path, source: LabelledSource, *, quiet: b
     return "trained"
 
 
-def score_fold(run: Path, source: LabelledSource) -> dict:
+def score_fold(task, run: Path, source) -> dict:
     """Scalar metrics of the run on its held-out fold (the source's val split), cached in its metrics.json."""
-    from medattn.evaluate.metrics import classification_metrics
-    from medattn.inference import load_run, predict_probs
-    from medattn.tune.ensemble import Ensemble, member_inputs
-
     recorded = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
     if HELD_OUT in recorded:
         return recorded[HELD_OUT]
-    loaded = load_run(run)
-    (member, prepared), *_ = member_inputs(Ensemble(run, [loaded], None, ""), source, "val")
-    probs = predict_probs(member.model, prepared.x, task=member.task)
-    metrics = classification_metrics(
-        prepared.y.numpy(), probs, task=member.task, threshold=member.card.get("threshold"), ci=False
-    )
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    recorded[HELD_OUT] = _finite(scalars)
+    recorded[HELD_OUT] = finite(task.score_fold(run, source))
     atomic_write_json(run / "metrics.json", recorded)
     return recorded[HELD_OUT]
 
 
-def summarise(rows: list[dict]) -> tuple[dict, dict]:
+def summarise(rows: list[dict], keys) -> tuple[dict, dict]:
     """Mean and sample standard deviation (n - 1) over folds of every summary metric all folds have."""
     mean, std = {}, {}
-    for key in SUMMARY_KEYS:
+    for key in keys:
         if not rows or any(key not in row for row in rows):
             continue
         values = [math.nan if row[key] is None else float(row[key]) for row in rows]  # None: undefined (NaN)
@@ -188,29 +173,22 @@ def _fold_config(config: RunConfig, fold: Fold) -> RunConfig:
     return fold_config
 
 
-def _notes(source: LabelledSource, grouped: bool) -> list[str]:
-    notes = ["fold metrics are on each fold's held-out images, which also chose that run's best epoch"]
-    notes.append("folds grouped by patient: no patient in two folds" if grouped else "folds split by image")
+def _notes(source, pool: Pool, grouped: bool) -> list[str]:
+    notes = [f"fold metrics are on each fold's held-out {pool.unit}, which also chose that run's best epoch"]
+    notes.append("folds grouped by patient: no patient in two folds" if grouped else f"folds split by {pool.unit[:-1]}")
     if "test" in source.splits:
-        notes.append(f"the test split ({len(source.splits['test'])} images) was not used: score it with evaluate")
+        notes.append(
+            f"the test split ({len(source.splits['test'])} {pool.unit}) was not used: score the ensemble on it with "
+            "medattn evaluate"
+        )
     else:
-        notes.append(f"{source.path} has no test split: every image took part in the cross-validation")
+        notes.append(f"{source.path} has no test split: every {pool.unit[:-1]} took part in the cross-validation")
     return notes
 
 
-def _finite(value):
-    """NaN (an AUC undefined on one class) becomes None, so the JSON files are strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _brief(metrics: dict) -> str:
-    parts = [f"{k} {metrics[k]:.3f}" for k in ("auc", "acc", "balanced_acc") if isinstance(metrics.get(k), float)]
+def _brief(metrics: dict, task) -> str:
+    keys = [task.fold_metric, *(k for k in task.summary_keys[:3] if k != task.fold_metric)]
+    parts = [f"{k} {metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), float)]
     return " ".join(parts) or "no metrics"
 
 

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medattn.data.sources import LabelledSource
+from medattn.engine.loaded import LoadedRun, load_run
 from medattn.errors import RunDirError
-from medattn.inference import LoadedRun, load_run
 from medattn.runs import atomic_write_json, read_json
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -30,6 +29,10 @@ class Ensemble:
     @property
     def task(self) -> str:
         return self.members[0].task
+
+    @property
+    def labels(self) -> str | None:
+        return self.members[0].labels
 
     @property
     def class_names(self) -> list[str]:
@@ -53,18 +56,25 @@ def write_ensemble(out: Path, runs: list[Path], *, note: str) -> dict:
     return payload
 
 
-def load_ensemble(path: str | Path, *, device=None) -> Ensemble:
-    """The runs listed in path/ensemble.json, or the single run at `path`."""
-    path = Path(path)
+def member_paths(path: Path) -> list[Path]:
+    """The run directories of the ensemble at `path`: its listed members, or `path` itself for a plain run."""
     if not is_ensemble(path) and (path / "cv-plan.json").is_file():
         raise RunDirError(f"{path} is an unfinished cross-validation: medattn tune cv --out {path} --resume")
     if not is_ensemble(path):
-        run = load_run(path, device=device)
-        return Ensemble(path, [run], run.card.get("threshold"), run.card.get("threshold_rule", "as trained"))
+        return [path]
     listed = read_json(path / ENSEMBLE_FILE).get("members")
     if not isinstance(listed, list) or not listed:
         raise RunDirError(f"{path / ENSEMBLE_FILE}: expected a non-empty list under 'members'")
-    members = [load_run(path / member, device=device) for member in listed]
+    return [path / member for member in listed]
+
+
+def load_ensemble(path: str | Path, *, device=None) -> Ensemble:
+    """The runs listed in path/ensemble.json, or the single run at `path`."""
+    path = Path(path)
+    members = [load_run(member, device=device) for member in member_paths(path)]
+    if not is_ensemble(path):
+        run = members[0]
+        return Ensemble(path, [run], run.card.get("threshold"), run.card.get("threshold_rule", "as trained"))
     first = members[0]
     for run in members[1:]:
         for key in ("task", "class_names"):
@@ -94,7 +104,7 @@ def ensemble_threshold(cards: list[dict]) -> tuple[float | None, str]:
     return 0.5, "fixed 0.5 (the members tuned their thresholds differently)"
 
 
-def member_inputs(ensemble: Ensemble, source: LabelledSource, split: str, *, progress=iter) -> Iterator[tuple]:
+def member_inputs(ensemble: Ensemble, source, split: str, *, progress=iter) -> Iterator[tuple]:
     """(member, Prepared) for every member: the split prepared as that member was trained.
 
     Images are read once per distinct (intensity mode, input size); members differ only in the standardisation
@@ -111,10 +121,10 @@ def member_inputs(ensemble: Ensemble, source: LabelledSource, split: str, *, pro
     labels = torch.from_numpy(data.labels)
     cache: dict[tuple, object] = {}
     for run in ensemble.members:
-        intensity = run.intensity
-        key = (intensity.mode, intensity.scale, tuple(intensity.window), tuple(run.size))
+        intensity, size = run.intensity, run.spec.size
+        key = (intensity.mode, intensity.scale, tuple(intensity.window), tuple(size or ()))
         if key not in cache:
             where = f"{source.path} [{split}]"
-            cache[key] = to_unit_tensor(data, intensity, run.size, where=where, progress=progress)
+            cache[key] = to_unit_tensor(data, intensity, size, where=where, progress=progress)
         x = (cache[key] - intensity.mean) / intensity.std  # (N, C, *spatial)
         yield run, Prepared(x=x.contiguous(), y=labels, patient_ids=data.patient_ids)

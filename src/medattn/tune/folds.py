@@ -1,7 +1,8 @@
-"""Cross-validation folds: stratified by class and, when the data has patient ids, grouped by patient.
+"""Cross-validation folds: stratified by class (where the task has classes) and, when the data has patient ids,
+grouped by patient.
 
-The folds are drawn from the source's train and validation splits pooled together; a test split stays
-untouched for the final score. No patient is ever in two folds of one repeat (medical images of one
+The folds are drawn from the source's train and validation splits pooled together (the task's `fold_pool`); a
+test split stays untouched for the final score. No patient is ever in two folds of one repeat (medical images of one
 patient are correlated: a split by image leaks). Each repeat shuffles with its own seed.
 """
 
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medattn.data.sources import LabelledSource, Split
 from medattn.errors import ConfigError, DataError
+from medattn.tasks.base import Pool
 
 GROUPINGS = ("auto", "patient", "none")
 
@@ -29,47 +30,24 @@ class Fold:
         return f"fold-{self.repeat}-{self.index}"
 
 
-def pool_train_val(source: LabelledSource) -> Split:
-    """The train and validation splits as one split (train first); the test split is left out."""
-    parts = [source.splits[name] for name in ("train", "val") if name in source.splits]
-    if len(parts) == 1:
-        return parts[0]
-    train, val = parts
-
-    def join(a, b):
-        return None if a is None or b is None else [*a, *b]
-
-    return Split(
-        labels=np.concatenate([train.labels, val.labels]),
-        images=None if train.images is None else np.concatenate([train.images, val.images]),
-        paths=join(train.paths, val.paths),
-        patient_ids=join(train.patient_ids, val.patient_ids),
-    )
-
-
-def strata(split: Split) -> np.ndarray:
-    """(N,) the class to stratify on: the label, or the first positive label of a multi-label row."""
-    return split.labels if split.labels.ndim == 1 else split.labels.argmax(axis=1)
-
-
-def groups_for(split: Split, group: str, *, where: str) -> np.ndarray | None:
+def groups_for(pool: Pool, group: str, *, where: str) -> np.ndarray | None:
     """(N,) patient ids to group by, or None. `group` is auto (ids when the data has them), patient or none."""
     if group not in GROUPINGS:
         raise ConfigError(f"--group {group!r} is not one of {', '.join(GROUPINGS)}")
     if group == "none":
         return None
-    if split.patient_ids is None:
+    if pool.groups is None:
         if group == "patient":
             raise DataError(
                 f"--group patient: {where} has no patient ids (a CSV manifest with a patient_id column has them); "
                 "use --group auto or --group none"
             )
         return None
-    return np.asarray(split.patient_ids)
+    return np.asarray(pool.groups)
 
 
 def make_folds(
-    split: Split,
+    pool: Pool,
     *,
     folds: int,
     repeats: int = 1,
@@ -78,23 +56,36 @@ def make_folds(
     class_names: list[str] | None = None,
     where: str = "the data",
 ) -> list[Fold]:
-    """`repeats` x `folds` folds; repeat r shuffles with seed + r. Every fold holds every class."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    """`repeats` x `folds` folds; repeat r shuffles with seed + r. Every fold holds every class (when stratified)."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     if repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
-    y = strata(split)
-    groups = groups_for(split, group, where=where)
-    _check_enough(y, groups, folds=folds, class_names=class_names, where=where)
+    y = pool.strata
+    groups = groups_for(pool, group, where=where)
+    if y is not None:
+        _check_enough(y, groups, folds=folds, class_names=class_names, where=where)
+    else:
+        units = pool.n if groups is None else len(set(groups.tolist()))
+        if units < folds:
+            unit = pool.unit if groups is None else "patients"
+            raise DataError(
+                f"--folds {folds}: {where} has only {units} {unit} in train+val; use --folds {units} or fewer"
+            )
     result = []
     for repeat in range(repeats):
-        if groups is None:
-            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        state = seed + repeat
+        if y is None and groups is None:
+            splitter = KFold(n_splits=folds, shuffle=True, random_state=state)
+        elif y is None:
+            splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=state)
+        elif groups is None:
+            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=state)
         else:
-            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
-        for index, (train, held) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=state)
+        for index, (train, held) in enumerate(splitter.split(np.zeros(pool.n), y, groups)):
             result.append(Fold(repeat, index, np.sort(train), np.sort(held)))
     return result
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from medattn.config import RunConfig, save_config
+from medattn.config import save_config
 from medattn.errors import ConfigError, RunDirError
 from medattn.runs import atomic_write_text, prepare_run_dir
 from medattn.tune.cv import PLAN_FILE, CVSettings, run_cv
-from medattn.tune.space import GridSpec, grid_from_dict, point_config
+from medattn.tune.space import GridSpec, grid_from_dict, metric_of, point_config, task_of
 
 STUDY_FILE, SPEC_FILE, RESULTS_FILE, BEST_FILE = "study.db", "grid.yaml", "results.md", "best.yaml"
 STUDY_NAME = "medattn-grid"
@@ -41,7 +41,12 @@ def run_grid(spec: GridSpec, out: str | Path, *, resume: bool = False, force: bo
         raise ConfigError(f"--data is required (or base.data.path in {spec.path})")
     if resume and force:
         raise RunDirError("--resume and --force contradict each other: choose one")
-    dims = _spatial_dims(spec.base)  # reads the data first: a bad path fails before anything is written
+    task = task_of(spec)
+    if task is None:
+        raise ConfigError(f"--data {spec.base.data.path}: the path does not exist")
+    spec.metric = metric_of(spec, task)
+    sign = -1.0 if spec.metric in task.lower_is_better else 1.0
+    dims = task.spatial_dims(spec.base)  # reads the data first: a bad path fails before anything is written
     if resume:
         _check_same_search(spec, out)
     else:
@@ -89,15 +94,15 @@ def run_grid(spec: GridSpec, out: str | Path, *, resume: bool = False, force: bo
         result = run_cv(config, trial_dir, settings=settings, resume=again, force=not again, quiet=quiet)
         trial.set_user_attr("mean", result["mean"])
         trial.set_user_attr("std", result["std"])
-        score = result["mean"].get(spec.metric, math.nan)
+        score = sign * result["mean"].get(spec.metric, math.nan)
         if not math.isfinite(score):  # Optuna records a NaN value as a failed trial
             trial.set_user_attr("error", f"{spec.metric} undefined on some fold")
         if not quiet:
-            _say(f"trial {trial.number}: {_describe(point)} -> {spec.metric} {score:.4f}", tick)
+            _say(f"trial {trial.number}: {_describe(point)} -> {spec.metric} {sign * score:.4f}", tick)
         return score
 
     def report(study, _trial) -> None:
-        write_reports(study, spec, out, dims=dims)
+        write_reports(study, spec, out, dims=dims, keys=task.summary_keys)
 
     try:
         if remaining:
@@ -110,7 +115,7 @@ def run_grid(spec: GridSpec, out: str | Path, *, resume: bool = False, force: bo
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, earlier)
             storage.set_trial_user_attr(trial_id, "error", f"interrupted; continued as trial {later}")
             storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-    return write_reports(study, spec, out, dims=dims)
+    return write_reports(study, spec, out, dims=dims, keys=task.summary_keys)
 
 
 class _Abort(BaseException):
@@ -122,7 +127,7 @@ class _Abort(BaseException):
         self.error = error
 
 
-def write_reports(study, spec: GridSpec, out: Path, *, dims: int) -> dict:
+def write_reports(study, spec: GridSpec, out: Path, *, dims: int, keys=()) -> dict:
     """results.md (every trial, best first) and best.yaml (the best trial's run config); returns the summary."""
     rows = [_row(trial, spec) for trial in study.get_trials(deepcopy=False)]
     rows.sort(key=lambda r: (r["state"] != "COMPLETE", -(r["score"] if r["score"] is not None else -math.inf)))
@@ -138,7 +143,7 @@ def write_reports(study, spec: GridSpec, out: Path, *, dims: int) -> dict:
         config = point_config(spec, best["params"], spatial_dims=dims)
         save_config(config, out / BEST_FILE)
         summary["best"] = {**best, "config": str(out / BEST_FILE)}
-    atomic_write_text(out / RESULTS_FILE, _markdown(rows, spec))
+    atomic_write_text(out / RESULTS_FILE, _markdown(rows, spec, keys))
     return summary
 
 
@@ -199,9 +204,9 @@ def _row(trial, spec: GridSpec) -> dict:
     }
 
 
-def _markdown(rows: list[dict], spec: GridSpec) -> str:
+def _markdown(rows: list[dict], spec: GridSpec, summary_keys) -> str:
     keys = list(spec.search)
-    metrics = list(dict.fromkeys([spec.metric, "acc", "balanced_acc"]))
+    metrics = list(dict.fromkeys([spec.metric, *summary_keys[:3]]))
     folds = f"{spec.folds}-fold cross-validation" + (f" x {spec.repeats} repeats" if spec.repeats > 1 else "")
     lines = [
         f"# Search over {', '.join(keys)}",
@@ -221,18 +226,6 @@ def _markdown(rows: list[dict], spec: GridSpec) -> str:
         cells.append(row["dir"] + (f" ({row['error']})" if row["error"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _spatial_dims(config: RunConfig) -> int:
-    """2 or 3, from the first training image of the data."""
-    from medattn.data.sources import open_source
-
-    split = open_source(config.data.path, task=config.data.task, class_names=config.data.class_names).splits["train"]
-    if split.images is not None:
-        return split.images.ndim - 2  # (N, C, *spatial)
-    from medattn.data.readers import read_image
-
-    return read_image(split.paths[0])[0].ndim - 1  # (C, *spatial)
 
 
 def _describe(point: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-COLUMNS = ("auc", "acc", "balanced_acc", "sensitivity", "specificity")
+COLUMNS = 5  # metrics shown per fold: the task's headline first, then the rest of its summary
 
 
 def print_cv(result: dict) -> None:
@@ -16,12 +16,13 @@ def print_cv(result: dict) -> None:
     title = f"{settings['folds']}-fold cross-validation x {settings['repeats']} of {result['data']} ({how})"
     table = Table(title=title)
     table.add_column("fold")
-    for key in COLUMNS:
+    mean, std = result["mean"], result["std"]
+    keys = list(dict.fromkeys([result["metric"], *mean]))[:COLUMNS]
+    for key in keys:
         table.add_column(key, justify="right")
     for row in result["folds"]:
-        table.add_row(row["run"], *(_number(row.get(key)) for key in COLUMNS))
-    mean, std = result["mean"], result["std"]
-    table.add_row("mean ± std", *(f"{_number(mean.get(k))} ± {_number(std.get(k))}" for k in COLUMNS))
+        table.add_row(row["run"], *(_number(row.get(key)) for key in keys))
+    table.add_row("mean ± std", *(f"{_number(mean.get(k))} ± {_number(std.get(k))}" for k in keys))
     console = Console()
     console.print(table)
     console.print(f"cv.json and the fold ensemble written to {result['dir']} (medattn evaluate {result['dir']})")

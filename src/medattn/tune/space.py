@@ -7,7 +7,8 @@
       model.options.depths: [[1, 1, 1], [2, 2, 2]]
       train.lr: [1.0e-3, 3.0e-3]
     folds: 5                      # cross-validation folds scoring each point (optional)
-    metric: auc                   # auc | acc | balanced_acc: the mean over folds is maximised
+    metric: auc                   # a summary metric of the task (default: its headline, e.g. auc or dice); the
+                                  # mean over folds is maximised (minimised for losses and distances)
     sampler: grid                 # grid (every combination) | tpe | random
     trials: 12                    # how many points to try (default: the size of the grid)
 
@@ -29,12 +30,11 @@ from typing import Any, get_args, get_type_hints
 
 import yaml
 
-from medattn.config import DEFAULT_MODEL, DEFAULT_OPTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from medattn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from medattn.errors import ConfigError, MedattnError
 from medattn.tune.folds import GROUPINGS
 
 TOP_KEYS = ("base", "search", "folds", "repeats", "group", "metric", "sampler", "trials")
-METRICS = ("auc", "acc", "balanced_acc")
 SAMPLERS = ("grid", "tpe", "random")
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -47,7 +47,7 @@ class GridSpec:
     folds: int = 5
     repeats: int = 1
     group: str = "auto"
-    metric: str = "auc"
+    metric: str | None = None  # None: the task's headline metric
     sampler: str = "grid"
     trials: int | None = None  # None: the size of the grid
 
@@ -102,7 +102,7 @@ def grid_from_dict(raw: Any, *, where: str) -> GridSpec:
         folds=_integer(raw, "folds", 5, where, minimum=2),
         repeats=_integer(raw, "repeats", 1, where, minimum=1),
         group=_choice(raw, "group", "auto", GROUPINGS, where),
-        metric=_choice(raw, "metric", "auc", METRICS, where),
+        metric=_metric(raw.get("metric"), where),
         sampler=_choice(raw, "sampler", "grid", SAMPLERS, where),
         trials=None if raw.get("trials") is None else _integer(raw, "trials", 1, where, minimum=1),
     )
@@ -110,11 +110,31 @@ def grid_from_dict(raw: Any, *, where: str) -> GridSpec:
     return spec
 
 
+def task_of(spec: GridSpec):
+    """The task of the search (base.task, or recognised from base.data.path), or None while no data is given."""
+    from medattn.tasks import task_for_config
+
+    if spec.base.task is None and not (spec.base.data.path and Path(spec.base.data.path).exists()):
+        return None
+    return task_for_config(spec.base)
+
+
+def metric_of(spec: GridSpec, task) -> str:
+    """The metric the search maximises: the grid's, checked against the task's summary metrics, or its headline."""
+    if spec.metric is None:
+        return task.fold_metric
+    if spec.metric not in task.summary_keys:
+        raise ConfigError(
+            f"{spec.path}: metric {spec.metric!r} is not one of {task.name}'s: {', '.join(task.summary_keys)}"
+        )
+    return spec.metric
+
+
 def point_config(spec: GridSpec, point: dict[str, Any], *, spatial_dims: int) -> RunConfig:
     """The run config of one search point: the base with the point's values set.
 
-    Searched model options are merged onto the options the base would train with, which for the default
-    model without options are DEFAULT_OPTIONS (RunConfig.resolved fills those only when options are empty).
+    Searched model options are merged onto the options the base would train with, which for the task's default
+    model without options are the task's defaults for the data's dimensions.
     """
     raw = copy.deepcopy(spec.base.to_dict())
     options = {}
@@ -126,8 +146,9 @@ def point_config(spec: GridSpec, point: dict[str, Any], *, spatial_dims: int) ->
             raw[section][name] = copy.deepcopy(value)
     if options:
         current = raw["model"]["options"]
-        if not current and raw["model"]["name"] == DEFAULT_MODEL:
-            current = copy.deepcopy(DEFAULT_OPTIONS[spatial_dims])
+        task = task_of(spec)
+        if raw["model"]["name"] is None and task is not None:
+            raw["model"]["name"], current = task.default_model(spatial_dims)
         raw["model"]["options"] = {**current, **options}
     return RunConfig.from_dict(_coerced(raw, where=spec.path), source=f"{spec.path}: search point {point}")
 
@@ -139,9 +160,17 @@ def _values(key: Any, values: Any, where: str) -> list[Any]:
     return [_coerce(parts[0], parts[1], v) if len(parts) == 2 else v for v in values]
 
 
+def _metric(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: metric must be a metric name such as auc or dice, found {value!r}")
+    return value
+
+
 def _check_keys(spec: GridSpec) -> None:
     """Every searched key names a config field (or an option of every model searched); every value is valid."""
-    models = spec.search.get("model.name", [spec.base.model.name])
+    task = task_of(spec)
+    default = spec.base.model.name or (task.default_model(2)[0] if task is not None else None)
+    models = [m for m in spec.search.get("model.name", [default]) if m is not None]
     for key, values in spec.search.items():
         parts = key.split(".")
         section = SECTIONS.get(parts[0])

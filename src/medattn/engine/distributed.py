@@ -81,7 +81,7 @@ def start(device_name: str = "auto"):
     """
     import torch
 
-    from medattn.train.device import select_device
+    from medattn.engine.device import select_device
 
     device = select_device(device_name)
     if not enabled():

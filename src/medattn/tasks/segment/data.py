@@ -15,19 +15,12 @@ import numpy as np
 
 from medattn.config import RunConfig
 from medattn.data.preprocess import choose_intensity
-from medattn.data.segmentation import SegmentationSource, ensure_case_splits, open_segmentation
-from medattn.data.segmentation_load import (
-    LoadedCase,
-    check_labels,
-    mask_values,
-    prepare_image,
-    prepare_mask,
-    read_case,
-    resampled_shape,
-)
+from medattn.data.resample import resample_image, resample_mask, resampled_shape
 from medattn.errors import ConfigError, DataError
 from medattn.progress import track
-from medattn.segment_inference import SegmentationPlan
+from medattn.tasks.segment.cases import LoadedCase, check_labels, mask_values, read_case
+from medattn.tasks.segment.inference import SegmentationPlan
+from medattn.tasks.segment.sources import SegmentationSource, ensure_case_splits, open_segmentation
 
 PATCH_CAP = {2: 128, 3: 48}  # auto patch: the median shape rounded to a multiple of 8, at most this per axis
 
@@ -118,14 +111,20 @@ def _classes(source: SegmentationSource, loaded: list[LoadedCase]) -> tuple[list
     return list(declared), binary_255, notes
 
 
-def load_segmentation_data(config: RunConfig) -> SegmentationData:
+def open_split(config: RunConfig) -> SegmentationSource:
+    """config.data.path opened, with val and test carved by case (or patient) as training carves them."""
     data = config.data
-    if data.size is not None:
-        raise ConfigError("data.size resizes classification inputs; for segmentation set data.patch and data.spacing")
     source = open_segmentation(data.path, class_names=data.class_names)
-    notes = ensure_case_splits(
+    source.notes += ensure_case_splits(
         source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
     )
+    return source
+
+
+def load_segmentation_data(config: RunConfig, source: SegmentationSource | None = None) -> SegmentationData:
+    data = config.data
+    source = open_split(config) if source is None else source
+    notes = list(source.notes)
     if not source.splits.get("val"):
         raise DataError(f"{data.path}: no validation cases and data.val_fraction is 0: the best epoch needs them")
     train, val = _read(source.splits["train"], "train"), _read(source.splits["val"], "validation")
@@ -136,17 +135,20 @@ def load_segmentation_data(config: RunConfig) -> SegmentationData:
     wanted = data.modality if data.modality != "auto" else source.modality
     intensity = choose_intensity(wanted, first.image.dtype, window=data.window, dicom_modality=first.meta.modality)
     spacings = [tuple(item.meta.spacing[:dims]) for item in train]
-    spacing = target_spacing(data.spacing, spacings, dims)
+    spacing = target_spacing(data.spacing or "auto", spacings, dims)
     shapes = [resampled_shape(item.mask.shape, item.meta.spacing[:dims], spacing) for item in train]
     patch = _per_axis(list(data.patch), dims, "data.patch") if data.patch else auto_patch(shapes, dims)
-    train_x = [prepare_image(item.image, item.meta, intensity, spacing) for item in train]
-    train_y = [prepare_mask(item.mask, item.meta, spacing) for item in train]
+    train_x = [resample_image(item.image, item.meta.spacing[:dims], intensity, spacing) for item in train]
+    train_y = [resample_mask(item.mask, item.meta.spacing[:dims], spacing) for item in train]
     voxels = sum(x[0].numel() for x in train_x)
     mean = sum(float(x.double().sum()) for x in train_x) / (voxels * first.image.shape[0])
     var = sum(float(((x.double() - mean) ** 2).sum()) for x in train_x) / (voxels * first.image.shape[0])
     intensity.mean, intensity.std = mean, max(var**0.5, 1e-6)
     train_x = [((x - intensity.mean) / intensity.std).contiguous() for x in train_x]
+    source_spacing = [float(statistics.median(s[a] for s in spacings)) for a in range(dims)]
     plan = SegmentationPlan(
+        channel_names=source.channel_names,
+        source_spacing=source_spacing,
         spatial_dims=dims,
         in_channels=int(first.image.shape[0]),
         num_classes=len(class_names),
@@ -155,10 +157,9 @@ def load_segmentation_data(config: RunConfig) -> SegmentationData:
         intensity=intensity,
         binary_255=binary_255,
     )
-    val_x = [prepare_image(item.image, item.meta, intensity, spacing) for item in val]
-    val_y = [prepare_mask(item.mask, item.meta, spacing) for item in val]
+    val_x = [resample_image(item.image, item.meta.spacing[:dims], intensity, spacing) for item in val]
+    val_y = [resample_mask(item.mask, item.meta.spacing[:dims], spacing) for item in val]
     val_spacing = [tuple(spacing) if spacing else tuple(item.meta.spacing[:dims]) for item in val]
-    source_spacing = [float(statistics.median(s[a] for s in spacings)) for a in range(dims)]
     return SegmentationData(
         source, class_names, plan, train_x, train_y, val_x, val_y, val_spacing, notes + class_notes, source_spacing
     )

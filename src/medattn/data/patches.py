@@ -5,7 +5,8 @@ drawn uniformly, then one of its voxels, so small structures are seen as often a
 placed uniformly. A patch that reaches past the image, or an image smaller than the patch, is padded: images
 with each channel's minimum (the background of a scan; inference pads the same way), masks with 0.
 An epoch draws about as many voxels as the training set holds: ceil(case voxels / patch voxels) patches per
-case, in a shuffled order. All randomness comes from one torch.Generator, so a resumed run repeats it.
+case, in a shuffled order. Patch positions come from the sampler's torch.Generator, the epoch's order from the
+one it is given (the engine's, the same in every process under torchrun), so a resumed run repeats both.
 """
 
 from __future__ import annotations
@@ -87,12 +88,12 @@ class PatchSampler:
         """Patches per epoch."""
         return sum(self.per_case)
 
-    def epoch(self):
-        """Case index of every patch of one epoch, shuffled: (len(self),) int64."""
+    def epoch(self, generator=None):
+        """Case index of every patch of one epoch, shuffled by `generator` (default: the sampler's own)."""
         import torch
 
         order = torch.repeat_interleave(torch.arange(len(self.masks)), torch.tensor(self.per_case))
-        return order[torch.randperm(len(order), generator=self.generator)]
+        return order[torch.randperm(len(order), generator=generator or self.generator)]
 
     def _uniform(self, n: int) -> int:
         import torch

@@ -53,3 +53,17 @@ def build_loss(*, task: str, loss: str, counts: list[int], n: int, gamma: float 
 def probabilities(logits, task: str):
     """Model outputs to probabilities: sigmoid per label for multi-label, softmax otherwise."""
     return logits.sigmoid() if task == "multilabel" else logits.softmax(dim=1)
+
+
+class MixedLoss:
+    """The engine's loss(model, logits, target, device) for targets (labels, partner, lam) of a mixed batch."""
+
+    def __init__(self, base) -> None:
+        self.base = base  # loss(logits, labels): also what validation reports
+
+    def __call__(self, model, logits, target, device):
+        y, partner, lam = target
+        y = y.to(device)
+        if partner is None:
+            return self.base(logits.float(), y)
+        return lam * self.base(logits.float(), y) + (1 - lam) * self.base(logits.float(), y[partner])

@@ -1,14 +1,13 @@
-"""Loading a finished run and predicting with it, exactly as it was trained (its card says how)."""
+"""Loading a finished run as it was trained (its card says how), for any task."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from medattn.config import RunConfig, load_config
 from medattn.data.preprocess import Intensity
+from medattn.engine.inputs import InputSpec
 from medattn.runs import read_json, require_run
 
 
@@ -21,11 +20,22 @@ class LoadedRun:
 
     @property
     def task(self) -> str:
-        return self.card["task"]
+        from medattn.tasks import card_task
+
+        return card_task(self.card)
+
+    @property
+    def labels(self) -> str | None:
+        """The label type of a classifier (binary, multiclass, multilabel, ordinal); None for other tasks."""
+        return self.card.get("labels") or (self.card["task"] if self.task != self.card["task"] else None)
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec.from_card(self.card)
 
     @property
     def intensity(self) -> Intensity:
-        return Intensity.from_dict(self.card["input"]["intensity"])
+        return self.spec.intensity
 
     @property
     def size(self) -> list[int]:
@@ -68,30 +78,3 @@ def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
         if spec.get("name") == "flip":
             axes |= set(spec.get("axes") or range(-spatial_dims, 0))
     return sorted({a if a < 0 else a - spatial_dims for a in axes}) or [-1]
-
-
-def predict_probs(
-    model, x, *, task: str, batch_size: int = 256, device=None, amp: bool = False, flips: list[int] | None = None
-) -> np.ndarray:
-    """Probabilities (N, K) for a standardised input tensor (N, C, *spatial).
-
-    With `flips`, test-time augmentation: the mean of the probabilities of the image and of its flip along
-    each listed spatial axis (negative, counted from the end).
-    """
-    import torch
-
-    from medattn.train.device import autocast
-    from medattn.train.losses import probabilities
-
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    views = [None, *(flips or [])]
-    chunks = []
-    with torch.inference_mode(), autocast(device, amp):
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size].to(device)
-            probs = [probabilities(model(batch if axis is None else batch.flip(axis)).float(), task) for axis in views]
-            chunks.append(torch.stack(probs).mean(dim=0).cpu())
-    model.train(was_training)
-    return torch.cat(chunks).numpy().astype(np.float64)

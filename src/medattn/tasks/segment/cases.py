@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from medattn.data.meta import ImageMeta
-from medattn.data.preprocess import Intensity, to_unit
-from medattn.data.segmentation import Case
 from medattn.errors import DataError
+from medattn.tasks.segment.sources import Case
 
 AFFINE_TOLERANCE = (1e-3, 1e-2)  # direction cosines x zooms; translation in mm
 
@@ -105,39 +104,3 @@ def check_labels(item: LoadedCase, num_classes: int, class_names: Sequence[str] 
             f"{_where(item.case)}: label(s) {found} outside the {num_classes} declared classes 0..{num_classes - 1}"
             f"{declared}"
         )
-
-
-def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None) -> tuple:
-    if target is None:
-        return tuple(shape)
-    return tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target, strict=True))
-
-
-def unit_image(image: np.ndarray, intensity: Intensity) -> np.ndarray:
-    """The intensity mode applied channel by channel: (C, *spatial) float32."""
-    return np.stack([to_unit(image[c : c + 1], intensity)[0] for c in range(image.shape[0])])
-
-
-def prepare_image(image: np.ndarray, meta: ImageMeta, intensity: Intensity, spacing: Sequence[float] | None):
-    """(C, *spatial') float32 tensor at the target spacing, standardised as in training."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(unit_image(image, intensity)))
-    size = resampled_shape(x.shape[1:], meta.spacing, spacing)
-    if size != tuple(x.shape[1:]):
-        mode = "bilinear" if x.ndim == 3 else "trilinear"
-        x = F.interpolate(x[None], size=size, mode=mode, align_corners=False)[0]
-    return ((x - intensity.mean) / intensity.std).contiguous()
-
-
-def prepare_mask(mask: np.ndarray, meta: ImageMeta, spacing: Sequence[float] | None):
-    """(*spatial') uint8 tensor at the target spacing, resampled by nearest neighbour only."""
-    import torch
-    import torch.nn.functional as F
-
-    y = torch.from_numpy(mask.astype(np.uint8))
-    size = resampled_shape(y.shape, meta.spacing, spacing)
-    if size != tuple(y.shape):
-        y = F.interpolate(y[None, None].float(), size=size, mode="nearest-exact")[0, 0].to(torch.uint8)
-    return y.contiguous()

@@ -1,22 +1,21 @@
 """Labelled dataset sources for classification: a MedMNIST .npz, a class-per-folder tree, a CSV manifest.
 
 Each becomes a `LabelledSource`: per split, either in-memory images (npz) or file paths (folder, CSV),
-with labels, optional patient ids, the task and the class names. Missing validation or test splits are
+with labels, optional patient ids, the label type and the class names. Missing validation or test splits are
 carved from train, stratified and grouped by patient when patient ids exist (no patient in two splits).
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from medattn.data.manifest import SPLITS, read_manifest
 from medattn.data.readers import SUPPORTED_SUFFIXES
+from medattn.data.splits import Split, carve_splits
 from medattn.errors import DataError
-
-SPLITS = ("train", "val", "test")
 
 # Facts about the official MedMNIST files: class names and modality (from medmnist's INFO table).
 MEDMNIST_INFO = {
@@ -28,32 +27,10 @@ MEDMNIST_INFO = {
 
 
 @dataclass
-class Split:
-    labels: np.ndarray  # (N,) int64 class index, or (N, L) float32 0/1 for multilabel
-    images: np.ndarray | None = None  # (N, C, *spatial) when held in memory
-    paths: list[str] | None = None  # image files when read lazily
-    patient_ids: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray) -> Split:
-        def pick(seq):
-            return None if seq is None else [seq[i] for i in index]
-
-        return Split(
-            labels=self.labels[index],
-            images=None if self.images is None else self.images[index],
-            paths=pick(self.paths),
-            patient_ids=pick(self.patient_ids),
-        )
-
-
-@dataclass
 class LabelledSource:
     path: str
     kind: str  # medmnist | folder | csv
-    task: str
+    labels: str  # binary | multiclass | multilabel | ordinal
     class_names: list[str]
     splits: dict[str, Split]
     modality: str = "auto"
@@ -66,8 +43,8 @@ class LabelledSource:
         return [int(v) for v in np.bincount(labels, minlength=len(self.class_names))]
 
 
-def open_source(path: str | Path, *, task: str | None = None, class_names: list[str] | None = None) -> LabelledSource:
-    """Open PATH (an .npz, a folder or a CSV) and infer the task unless `task` is given."""
+def open_source(path: str | Path, *, labels: str | None = None, class_names: list[str] | None = None) -> LabelledSource:
+    """Open PATH (an .npz, a folder or a CSV) and infer the label type unless `labels` is given."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
@@ -85,19 +62,19 @@ def open_source(path: str | Path, *, task: str | None = None, class_names: list[
                 f"{path}: {len(class_names)} class names given but the labels have {len(source.class_names)} classes"
             )
         source.class_names = list(class_names)
-    if task is not None:
-        _check_task(source, task)
-        source.task = task
+    if labels is not None:
+        _check_labels(source, labels)
+        source.labels = labels
     return source
 
 
-def _check_task(source: LabelledSource, task: str) -> None:
+def _check_labels(source: LabelledSource, labels: str) -> None:
     multilabel = source.splits["train"].labels.ndim == 2
-    if (task == "multilabel") != multilabel:
+    if (labels == "multilabel") != multilabel:
         found = "one label column per class (multi-label)" if multilabel else "one class per image"
-        raise DataError(f"{source.path}: --task {task} does not fit the labels, which have {found}")
-    if task == "binary" and len(source.class_names) != 2:
-        raise DataError(f"{source.path}: --task binary needs 2 classes, found {len(source.class_names)}")
+        raise DataError(f"{source.path}: --labels {labels} does not fit the labels, which have {found}")
+    if labels == "binary" and len(source.class_names) != 2:
+        raise DataError(f"{source.path}: --labels binary needs 2 classes, found {len(source.class_names)}")
 
 
 def _infer_task(labels: np.ndarray, n_classes: int) -> str:
@@ -171,33 +148,13 @@ def _open_folder(root: Path) -> LabelledSource:
 
 
 def _open_csv(path: Path) -> LabelledSource:
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path}: cannot read CSV: {error}") from error
-    if not rows:
-        raise DataError(f"{path}: the CSV has no rows")
-    columns = set(rows[0])
-    if not {"path", "label"} <= columns:
-        raise DataError(f"{path}: the CSV needs columns 'path' and 'label' (found: {', '.join(sorted(columns))})")
-    missing = []
-    for line, row in enumerate(rows, start=2):
-        file = Path(row["path"])
-        file = file if file.is_absolute() else path.parent / file
-        row["path"] = str(file)
-        if not file.exists():
-            missing.append(f"line {line}: {file}")
-    if missing:
-        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise DataError(f"{path}: {len(missing)} listed file(s) do not exist: {shown}")
+    rows = read_manifest(path, required=("path", "label"), files=("path",))
     multilabel = any(";" in r["label"] for r in rows)
-    raw = [
-        [s.strip() for s in r["label"].split(";") if s.strip()] if multilabel else [r["label"].strip()] for r in rows
-    ]
+    raw = [[part.strip() for part in r["label"].split(";") if part.strip()] for r in rows]
+    empty = [r["line"] for r, labels in zip(rows, raw, strict=True) if not labels]
+    if empty:
+        raise DataError(f"{path}: line {empty[0]} has an empty label ({len(empty)} row(s) in all)")
     names = sorted({n for labels in raw for n in labels}, key=_natural_key)
-    if any(not labels for labels in raw):
-        raise DataError(f"{path}: some rows have an empty label")
     position = {n: i for i, n in enumerate(names)}
     if multilabel:
         labels = np.zeros((len(rows), len(names)), dtype=np.float32)
@@ -205,61 +162,37 @@ def _open_csv(path: Path) -> LabelledSource:
             labels[i, [position[n] for n in row_labels]] = 1.0
     else:
         labels = np.asarray([position[r[0]] for r in raw], dtype=np.int64)
-    has_split = "split" in columns and any(r["split"] for r in rows)
-    patients = [r["patient_id"] for r in rows] if "patient_id" in columns else None
+    patients = [r.get("patient_id") or "" for r in rows] if "patient_id" in rows[0] else None
     splits = {}
-    for name in SPLITS if has_split else ("train",):
-        index = np.asarray([i for i, r in enumerate(rows) if (r["split"] if has_split else "train") == name], dtype=int)
+    for name in SPLITS:
+        index = np.asarray([i for i, r in enumerate(rows) if r["split"] == name], dtype=int)
         if len(index):
             splits[name] = Split(
                 labels=labels[index],
-                paths=[rows[i]["path"] for i in index],
+                paths=[rows[i]["path"][0] for i in index],
                 patient_ids=None if patients is None else [patients[i] for i in index],
             )
-    unknown = {r["split"] for r in rows} - set(SPLITS) if has_split else set()
-    if unknown:
-        raise DataError(f"{path}: unknown split value(s) {', '.join(sorted(unknown))} (use train, val, test)")
     if "train" not in splits:
         raise DataError(f"{path}: no rows in the train split")
-    task = _infer_task(labels, len(names))
-    return LabelledSource(str(path), "csv", task, names, splits)
+    return LabelledSource(str(path), "csv", _infer_task(labels, len(names)), names, splits)
 
 
 def _natural_key(name: str):
     return (0, float(name), name) if name.replace(".", "", 1).lstrip("-").isdigit() else (1, 0.0, name)
 
 
+def strata(split: Split) -> np.ndarray:
+    """(N,) the class to stratify on: the label, or the first positive label of a multi-label row."""
+    return split.labels if split.labels.ndim == 1 else split.labels.argmax(axis=1)
+
+
 def ensure_splits(source: LabelledSource, *, val_fraction: float, test_fraction: float, seed: int) -> list[str]:
-    """Carve missing val/test splits out of train; grouped by patient when ids exist. Returns notes."""
-    notes = []
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if name in source.splits or fraction <= 0:
-            continue
-        train = source.splits["train"]
-        keep, held = _stratified_group_split(train, fraction, seed)
-        source.splits["train"], source.splits[name] = train.subset(keep), train.subset(held)
-        grouped = " grouped by patient" if train.patient_ids is not None else ""
-        notes.append(f"{name} split: {len(held)} images carved from train ({fraction:.0%}, stratified{grouped})")
-    return notes
-
-
-def _stratified_group_split(split: Split, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
-
-    n = len(split)
-    strata = split.labels if split.labels.ndim == 1 else split.labels.argmax(axis=1)
-    if n < 4:
-        raise DataError(f"only {n} training images: too few to carve validation and test splits")
-    if split.patient_ids is not None:
-        groups = np.asarray(split.patient_ids)
-        folds = max(2, round(1 / fraction))
-        if len(set(groups)) >= folds and np.bincount(strata).min() >= folds:
-            fold = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            return next(fold.split(np.zeros(n), strata, groups))
-        return next(
-            GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(np.zeros(n), groups=groups)
-        )
-    if np.bincount(strata).min() < 2:
-        raise DataError("a class has fewer than 2 images: cannot carve a stratified validation split")
-    splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-    return next(splitter.split(np.zeros(n), strata))
+    """Carve missing val/test splits out of train; stratified, grouped by patient when ids exist. Returns notes."""
+    return carve_splits(
+        source.splits,
+        strata=strata,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        where=source.path,
+    )

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medattn.data.manifest import SPLITS, csv_header, read_manifest
 from medattn.data.readers import SUPPORTED_SUFFIXES
-from medattn.data.sources import SPLITS
 from medattn.errors import DataError
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: case_0000, case_0001, ...
@@ -50,7 +50,6 @@ class SegmentationSource:
     modality: str = "auto"
     channel_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
-    task: str = "segmentation"
 
 
 def file_stem(path: Path) -> str:
@@ -93,12 +92,7 @@ def is_segmentation_data(path: str | Path) -> bool:
     if path.suffix.lower() == ".json":
         return True
     if path.suffix.lower() == ".csv" and path.is_file():
-        try:
-            with path.open(newline="") as handle:
-                header = next(csv.reader(handle), [])
-        except (OSError, UnicodeDecodeError, csv.Error):
-            return False
-        return {"image", "mask"} <= {h.strip() for h in header}
+        return {"image", "mask"} <= set(csv_header(path))
     return False
 
 
@@ -221,32 +215,13 @@ def _open_msd(path: Path) -> SegmentationSource:
 
 
 def _open_csv(path: Path) -> SegmentationSource:
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path}: cannot read CSV: {error}") from error
-    if not rows or not {"image", "mask"} <= set(rows[0]):
-        raise DataError(f"{path}: a segmentation CSV needs rows and the columns 'image' and 'mask'")
     splits: dict[str, list[Case]] = {}
-    missing = []
-    for line, row in enumerate(rows, start=2):
-        split = (row.get("split") or "train").strip()
-        if split not in SPLITS:
-            raise DataError(f"{path} line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
-        files = [path.parent / f.strip() for f in row["image"].split(";") if f.strip()] + [
-            path.parent / row["mask"].strip()
-        ]
-        missing += [f"line {line}: {f}" for f in files if not f.exists()]
+    for row in read_manifest(path, required=("image", "mask"), files=("image", "mask")):
+        mask = row["mask"][0]
         case = Case(
-            name=file_stem(files[-1]),
-            images=[str(f) for f in files[:-1]],
-            mask=str(files[-1]),
-            patient_id=(row.get("patient_id") or "").strip() or None,
+            name=file_stem(Path(mask)), images=row["image"], mask=mask, patient_id=row.get("patient_id") or None
         )
-        splits.setdefault(split, []).append(case)
-    if missing:
-        raise DataError(f"{path}: {len(missing)} listed file(s) do not exist, e.g. {missing[0]}")
+        splits.setdefault(row["split"], []).append(case)
     return SegmentationSource(str(path), "csv", splits)
 
 

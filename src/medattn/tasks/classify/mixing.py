@@ -46,6 +46,3 @@ class Mixer:
         for region, size in zip(box, sizes, strict=True):
             pasted *= (region.stop - region.start) / size
         return mixed, partner, 1.0 - pasted
-
-    def loss(self, loss_fn, logits, y, partner, lam: float):
-        return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[partner])

@@ -13,18 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from medattn.data.raster import RASTER_SUFFIXES
-from medattn.data.segmentation import file_stem
 from medattn.errors import DataError, RunDirError
-
-
-def is_segmentation_run(run: str | Path) -> bool:
-    """A run directory whose model card says task "segmentation"."""
-    card = Path(run) / "model.json"
-    if not card.is_file():
-        return False
-    from medattn.runs import read_json
-
-    return read_json(card).get("task") == "segmentation"
+from medattn.tasks.segment.sources import file_stem
 
 
 def mask_path(file: Path, out_dir: Path) -> Path:
@@ -41,16 +31,16 @@ def label_volumes(labels: np.ndarray, spacing, class_names: list[str]) -> tuple[
 
 
 def predict_masks(
-    run_dir: str | Path, files: list[Path], *, out_dir: Path | None = None, overwrite: bool = False
+    run_dir: str | Path, files: list[Path], *, out_dir: Path | None = None, overwrite: bool = False, tta: bool = False
 ) -> dict:
+    """Masks of `files` from a run, or from the mean softmax of a fold ensemble; with `tta`, test-time flips."""
     from medattn.data.readers import read_image, write_image
-    from medattn.inference import load_run
-    from medattn.segment_inference import SegmentationPlan, segment
-    from medattn.train.device import select_device
+    from medattn.engine.device import select_device
+    from medattn.tasks.segment.inference import ensemble_segment
+    from medattn.tune.ensemble import load_ensemble
 
     device = select_device("auto")
-    run = load_run(run_dir, device=device)
-    plan = SegmentationPlan.from_card(run.card)
+    run = load_ensemble(run_dir, device=device)
     out_dir = Path(out_dir) if out_dir is not None else run.path / "predictions"
     targets = [mask_path(Path(f), out_dir) for f in files]
     if len(set(targets)) != len(targets):
@@ -61,11 +51,11 @@ def predict_masks(
     rows = []
     for file, target in zip(files, targets, strict=True):
         image, meta = read_image(file)
-        labels = segment(run.model, image, meta, plan, device=device, where=str(file))
+        labels = ensemble_segment(run.members, image, meta, device=device, where=str(file), tta=tta)
         spacing = meta.spacing[: labels.ndim]
         stored = labels.reshape(image.shape[1:])  # a one-slice NIfTI keeps its slice axis
         write_image(target, stored[None], meta)
-        volumes, unit = label_volumes(labels, spacing, run.card["class_names"])
+        volumes, unit = label_volumes(labels, spacing, run.class_names)
         rows.append(
             {
                 "file": str(file),
@@ -76,7 +66,7 @@ def predict_masks(
                 "unit": unit,
             }
         )
-    return {"run": str(run.path), "task": "segmentation", "out_dir": str(out_dir), "predictions": rows}
+    return {"run": str(run.path), "task": run.task, "tta": tta, "out_dir": str(out_dir), "predictions": rows}
 
 
 def print_masks(payload: dict) -> None:

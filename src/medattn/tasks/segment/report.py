@@ -2,7 +2,8 @@
 
 Per class Dice, IoU, HD95 and average symmetric surface distance from evaluate/segmentation.py, means over
 cases with bootstrap confidence intervals. The split is rebuilt exactly as training carved it (the run's
-seed and fractions). Data other than the run's own that declares no splits is scored whole ("all").
+seed and fractions). Data other than the run's own that declares no splits is scored whole ("all"). A fold
+ensemble of a cross-validation directory is scored by the mean softmax of its members.
 """
 
 from __future__ import annotations
@@ -12,38 +13,66 @@ from pathlib import Path
 from medattn.errors import DataError
 
 
-def evaluate_segmentation(run_dir: str | Path, *, data: str | None = None, split: str = "test") -> dict:
-    from medattn.data.segmentation import ensure_case_splits, open_segmentation
-    from medattn.data.segmentation_load import check_labels, read_case
-    from medattn.evaluate.segmentation import aggregate, case_metrics
-    from medattn.inference import load_run
-    from medattn.progress import track
+def evaluate_segmentation(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False):
+    """Score a run, or a fold ensemble (mean softmax of its members), on a split; recorded in metrics.json."""
     from medattn.runs import atomic_write_json, read_json
-    from medattn.segment_inference import SegmentationPlan, segment
-    from medattn.train.device import select_device
+    from medattn.tasks.segment.data import open_split
+    from medattn.tasks.segment.sources import open_segmentation
+    from medattn.tune.ensemble import load_ensemble
 
-    device = select_device("auto")
-    run = load_run(run_dir, device=device)
-    plan, names, config = SegmentationPlan.from_card(run.card), run.card["class_names"], run.config
+    run = load_ensemble(run_dir)
+    names, config = run.class_names, run.config
     path = data or config.data.path
-    source = open_segmentation(path)
+    own = Path(path).resolve() == Path(config.data.path).resolve()
+    source = open_split(config) if own else open_segmentation(path)  # the run's own data: split as training did
     if source.class_names is not None and len(source.class_names) != len(names):
         raise DataError(f"{path}: declares {len(source.class_names)} classes, the run was trained on {len(names)}")
-    own = Path(path).resolve() == Path(config.data.path).resolve()
     if not own and split == "test" and set(source.splits) == {"train"}:
         split, cases = "all", source.splits["train"]
     else:
-        if own:
-            fractions = {"val_fraction": config.data.val_fraction, "test_fraction": config.data.test_fraction}
-            ensure_case_splits(source, seed=config.train.seed, **fractions)
         if split not in source.splits:
             raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
         cases = source.splits[split]
+    metrics = {
+        "run": str(run.path),
+        "data": str(path),
+        "split": split,
+        "task": run.task,
+        "tta": tta,
+        **score_cases(run, cases, where=f"{path} [{split}]", tta=tta),
+    }
+    if len(run.members) > 1:
+        metrics["ensemble"] = {"members": len(run.members), "combine": "mean softmax"}
+    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
+    recorded[f"{split}+tta" if tta else split] = metrics
+    atomic_write_json(run.path / "metrics.json", recorded)
+    return metrics
+
+
+def score_cases(run, cases: list, *, where: str, tta: bool = False) -> dict:
+    """Dice, IoU, HD95 and ASSD per class (means over cases with bootstrap CIs), pixel accuracy, per case rows.
+
+    `run` is a run or ensemble directory, or a loaded ensemble.
+    """
+    from medattn.engine.device import select_device
+    from medattn.progress import track
+    from medattn.tasks.segment.cases import check_labels, read_case
+    from medattn.tasks.segment.inference import SegmentationPlan, ensemble_segment
+    from medattn.tasks.segment.metrics import aggregate, case_metrics
+    from medattn.tune.ensemble import load_ensemble
+
+    device = select_device("auto")
+    if isinstance(run, str | Path):
+        run = load_ensemble(run, device=device)
+    plan = SegmentationPlan.from_card(run.members[0].card)
+    names = run.class_names
+    if not cases:
+        raise DataError(f"{where}: no cases to score")
     scores, per_case = [], []
-    for case in track(cases, f"segmenting {split} cases"):
+    for case in track(cases, "segmenting cases"):
         item = read_case(case, binary_255=plan.binary_255)
         check_labels(item, plan.num_classes, names)
-        pred = segment(run.model, item.image, item.meta, plan, device=device, where=case.images[0])
+        pred = ensemble_segment(run.members, item.image, item.meta, device=device, where=case.images[0], tta=tta)
         truth = item.mask.reshape(pred.shape)  # a one-slice NIfTI: (X, Y, 1) -> (X, Y)
         result = case_metrics(pred, truth, num_classes=plan.num_classes, spacing=item.meta.spacing[: pred.ndim])
         scores.append(result)
@@ -51,21 +80,11 @@ def evaluate_segmentation(run_dir: str | Path, *, data: str | None = None, split
         per_case.append(
             {"case": case.name, "dice": {names[c]: r["dice"] for c, r in result.items()}, "pixel_accuracy": accuracy}
         )
-    if not scores:
-        raise DataError(f"{path}: the {split!r} split has no cases")
-    metrics = {
-        "run": str(run.path),
-        "data": str(path),
-        "split": split,
-        "task": "segmentation",
+    return {
         **aggregate(scores, class_names=names),
         "pixel_accuracy": sum(c["pixel_accuracy"] for c in per_case) / len(per_case),
         "cases": per_case,
     }
-    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
-    recorded[split] = metrics
-    atomic_write_json(run.path / "metrics.json", recorded)
-    return metrics
 
 
 def print_segmentation_report(metrics: dict) -> None:

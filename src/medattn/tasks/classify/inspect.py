@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from medattn.data.sources import LabelledSource, Split, open_source
+from medattn.data.splits import Split
+from medattn.tasks.classify.sources import LabelledSource
 
 STAT_SAMPLE = 2000  # images read for intensity statistics and spacing (all are hashed)
 
@@ -56,7 +57,8 @@ def inspect_source(source: LabelledSource, *, progress=iter) -> dict:
     report = {
         "path": source.path,
         "kind": source.kind,
-        "task": source.task,
+        "task": "classification",
+        "labels": source.labels,
         "class_names": source.class_names,
         "splits": {name: len(split) for name, split in source.splits.items()},
         "class_counts": {name: source.class_counts(name) for name in source.splits},
@@ -72,7 +74,7 @@ def inspect_source(source: LabelledSource, *, progress=iter) -> dict:
         "duplicate_examples": across[:10],
         "duplicates_within_splits": within,
     }
-    report["recommendation"] = recommend(report["class_counts"].get("train", []), source.task)
+    report["recommendation"] = recommend(report["class_counts"].get("train", []), source.labels)
     return report
 
 
@@ -104,7 +106,7 @@ def _intensity(values: list[tuple[float, float, float, float]]) -> dict | None:
     return {"min": min(lows), "max": max(highs), "mean": statistics.fmean(means), "std": statistics.fmean(stds)}
 
 
-def recommend(counts: list[int], task: str) -> dict:
+def recommend(counts: list[int], labels: str) -> dict:
     """A loss for the imbalance seen in train: plain CE when balanced, weights when skewed, focal when severe."""
     positive = [c for c in counts if c > 0]
     if not positive:
@@ -119,10 +121,24 @@ def recommend(counts: list[int], task: str) -> dict:
         )
     else:
         loss, why = "focal", f"severe imbalance ({ratio:.1f}x): focal loss keeps easy majority cases from dominating"
-    if task == "multilabel":
+    if labels == "multilabel":
         why += " (multi-label: counts are positives per label)"
     return {"loss": loss, "imbalance_ratio": round(ratio, 2), "why": why, "flag": f"--loss {loss}"}
 
 
-def inspect_path(path: str, *, task: str | None = None, progress=iter) -> dict:
-    return inspect_source(open_source(path, task=task), progress=progress)
+def print_inspect(r: dict) -> None:
+    print(f"{r['path']} ({r['kind']}, {r['task']}, {r['labels']}): classes {', '.join(r['class_names'])}")
+    for split, counts in r["class_counts"].items():
+        print(f"  {split:<5} {r['splits'][split]:>7} images  per class {counts}")
+    if r["patients"]:
+        print(
+            f"  patients per split {r['patients']['per_split']}; "
+            f"in more than one split: {r['patients']['in_more_than_one_split']}"
+        )
+    print(f"  shapes {r['images']['shapes']}  dtypes {r['images']['dtypes']}  spacing {r['images']['spacing_mm']}")
+    print(f"  intensity {r['images']['intensity']}")
+    print(
+        f"  identical images in more than one split: {r['duplicates_across_splits']}; "
+        f"repeated within a split: {r['duplicates_within_splits']}"
+    )
+    print(f"  recommended: {r['recommendation']['flag']} ({r['recommendation']['why']})")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medattn.engine import checkpoint as ckpt
 from medattn.runs import atomic_save_safetensors, atomic_write_text
-from medattn.train import checkpoint as ckpt
 
 
 def optimizer_step(loss, *, model, optimizer, scaler, scheduler, grad_clip: float, epoch: int) -> None:

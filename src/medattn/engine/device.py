@@ -35,7 +35,7 @@ def use_threads(threads: int = 0) -> int:
     """
     import torch
 
-    from medattn.train.distributed import local_world_size
+    from medattn.engine.distributed import local_world_size
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     from_env = os.environ.get("OMP_NUM_THREADS", "")

@@ -1,0 +1,95 @@
+"""Running a model on whole images or by sliding window, with optional test-time flips: for every task.
+
+`transform` turns the network's output into what is averaged (probabilities for a classifier, the softmax for a
+segmenter, the values themselves for a regressor); with `flips`, the mean over the image and its flip along each
+listed spatial axis (negative, counted from the end), each output flipped back where it is spatial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from medattn.engine.device import autocast
+
+OVERLAP = 0.5  # sliding window: half-patch overlap, Gaussian blending
+
+
+def _identity(output):
+    return output
+
+
+def whole_image(
+    model,
+    x,
+    *,
+    transform: Callable = _identity,
+    batch_size: int = 256,
+    device=None,
+    amp: bool = False,
+    flips: Sequence[int] | None = None,
+) -> np.ndarray:
+    """(N, K) float64: transform(model(batch)) for a standardised input tensor (N, C, *spatial)."""
+    import torch
+
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    views = [None, *(flips or [])]
+    chunks = []
+    with torch.inference_mode(), autocast(device, amp):
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size].to(device)
+            outputs = [transform(model(batch if axis is None else batch.flip(axis)).float()) for axis in views]
+            chunks.append(torch.stack(outputs).mean(dim=0).cpu())
+    model.train(was_training)
+    return torch.cat(chunks).numpy().astype(np.float64)
+
+
+def sliding_window(
+    model,
+    x,
+    *,
+    patch: Sequence[int],
+    transform: Callable = _identity,
+    device,
+    amp: bool = False,
+    batch: int = 4,
+    flips: Sequence[int] | None = None,
+):
+    """(K, *S) float32 on the CPU: transform(logits) over a whole standardised image x (C, *S), by patches.
+
+    An image smaller than the patch is padded with each channel's minimum (what training padded with) and cropped
+    back after.
+    """
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from medattn.data.patches import crop, pad_values
+
+    shape = tuple(x.shape[1:])
+    padded = tuple(max(s, p) for s, p in zip(shape, patch, strict=True))
+    if padded != shape:
+        x = crop(x, [0] * len(shape), padded, pad_values(x))
+    was_training = model.training
+    model.eval()
+    views = [None, *(flips or [])]
+    total = None
+    with torch.inference_mode(), autocast(device, amp):
+        for axis in views:
+            view = x if axis is None else x.flip(axis)
+            logits = sliding_window_inference(
+                view[None].to(device),
+                roi_size=tuple(patch),
+                sw_batch_size=batch,
+                predictor=model,
+                overlap=OVERLAP,
+                mode="gaussian",
+            )
+            out = transform(torch.as_tensor(logits).float())[0].cpu()  # (K, *padded)
+            out = out if axis is None else out.flip(axis)
+            total = out if total is None else total + out
+    model.train(was_training)
+    mean = total / len(views)
+    return mean[(slice(None), *(slice(0, s) for s in shape))]

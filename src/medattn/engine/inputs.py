@@ -1,0 +1,104 @@
+"""The input specification: how an image read from disk becomes what the model was trained on.
+
+Written to the model card (`input`) by training and read back by every inference path, for every task:
+channels, the intensity recipe (mode, then the training set's mean and standard deviation), and either a
+whole-image `size` (images resized to it) or a `patch` with a `spacing` (images resampled to the spacing and
+covered by a sliding window of the patch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medattn.data.meta import ImageMeta
+from medattn.data.preprocess import Intensity
+from medattn.errors import DataError
+
+
+@dataclass
+class InputSpec:
+    spatial_dims: int
+    channels: int
+    intensity: Intensity
+    size: list[int] | None = None  # whole-image input: resized to this
+    patch: list[int] | None = None  # patch input: sliding window of this size
+    spacing: list[float] | None = None  # mm to resample to (patch input); None: each image's own grid
+    channel_names: list[str] | None = None
+    source_spacing: list[float] | None = None  # mm of the training images as read, before any resampling
+
+    @property
+    def sliding(self) -> bool:
+        return self.patch is not None
+
+    def to_card(self) -> dict:
+        card = {
+            "layout": "channel-first (C, H, W) or (C, D, H, W)",
+            "spatial_dims": self.spatial_dims,
+            "channels": self.channels,
+            "channel_names": self.channel_names,
+            "size": self.size if self.size is not None else self.patch,
+            "patch": self.patch,
+            "spacing_mm": self.spacing,
+            "source_spacing_mm": self.source_spacing,
+            "intensity": self.intensity.to_dict(),
+        }
+        if self.sliding:
+            card["intensity_per_channel"] = True  # the mode runs on each channel alone; one mean and std for all
+            card["inference"] = "sliding window, Gaussian blending, overlap 0.5; padded with each channel's minimum"
+        else:
+            card["inference"] = "whole image, resized to size" if self.size else "whole image"
+        return card
+
+    @classmethod
+    def from_card(cls, card: dict) -> InputSpec:
+        given, model = card["input"], card["model"]
+        patch = given.get("patch")
+        return cls(
+            spatial_dims=int(given.get("spatial_dims", model["spatial_dims"])),
+            channels=int(given.get("channels", model["in_channels"])),
+            intensity=Intensity.from_dict(given["intensity"]),
+            size=None if patch is not None else given.get("size"),
+            patch=patch,
+            spacing=given.get("spacing_mm"),
+            channel_names=given.get("channel_names"),
+            source_spacing=given.get("source_spacing_mm"),
+        )
+
+    def fit(self, image: np.ndarray, *, where: str) -> np.ndarray:
+        """The image with the model's dimensions and channels, or an error naming the file.
+
+        A 2D image stored as a one-slice NIfTI, (C, X, Y, 1), counts as 2D; a gray picture saved as RGB (three
+        equal channels) counts as one channel.
+        """
+        spatial = image.shape[1:]
+        if self.spatial_dims == 2 and len(spatial) == 3 and spatial[-1] == 1:
+            image = image[..., 0]
+        dims = image.ndim - 1
+        if dims != self.spatial_dims:
+            kind = "a 3D volume" if dims == 3 else "a 2D image"
+            raise DataError(
+                f"{where}: {kind} of shape {list(spatial)}, but the model is {self.spatial_dims}D "
+                f"(trained on {self.spatial_dims}D {'volumes' if self.spatial_dims == 3 else 'images'})"
+            )
+        if image.shape[0] == 3 and self.channels == 1:
+            if np.array_equal(image[0], image[1]) and np.array_equal(image[0], image[2]):
+                image = image[:1]
+            else:
+                raise DataError(f"{where}: a colour image, but the model takes 1-channel (grayscale) input")
+        if image.shape[0] != self.channels:
+            raise DataError(f"{where}: {image.shape[0]} channel(s), but the model takes {self.channels}")
+        return image
+
+    def prepare(self, image: np.ndarray, meta: ImageMeta | None, *, where: str):
+        """(C, *spatial') float32 tensor as the model saw in training, for one image as read from disk."""
+        from medattn.data.tensors import prepare_image
+
+        image = self.fit(image, where=where)
+        if not self.sliding:
+            return prepare_image(image, self.intensity, self.size, where=where)[0]
+        from medattn.data.resample import resample_image
+
+        spacing = meta.spacing[: self.spatial_dims] if meta is not None else [1.0] * self.spatial_dims
+        return resample_image(image, spacing, self.intensity, self.spacing)

@@ -1,0 +1,185 @@
+"""The one training loop, for every task: AdamW, one-cycle or cosine schedule, clipping, optional EMA and mixed
+precision, `--init` transfer, the best epoch chosen on validation, early stopping, atomic checkpoints after every
+epoch (resumable after a kill), and DDP under torchrun (engine/distributed.py).
+
+The task (tasks/<task>/) gives the data, its training batches, the loss, the validation scores and its part of
+the model card; this loop knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from medattn.config import RunConfig, save_config
+from medattn.engine import checkpoint as ckpt
+from medattn.engine import distributed
+from medattn.engine.device import autocast, grad_scaler, use_threads
+from medattn.engine.optim import build_optimizer, build_schedule, ema_model
+from medattn.engine.step import end_epoch, optimizer_step
+from medattn.engine.transfer import load_backbone
+from medattn.progress import console
+from medattn.registry import create_model
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json
+
+
+def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source=None) -> dict:
+    """Train as `config` says, writing the run directory `run` (already prepared by runs.prepare_run_dir).
+
+    `source`, when given, is the task's source already split (a cross-validation fold) instead of data.path.
+    """
+    import torch
+
+    from medattn.tasks import task_for_config
+
+    task = task_for_config(config)
+    use_threads(config.train.threads)
+    device = distributed.start(config.train.device)  # joins the process group under torchrun
+    torch.manual_seed(config.train.seed)
+    data = task.load(config, source=source)
+    train_set = task.train_set(config, data)
+    config = task.resolve(config, data, train_set)
+    train_set.configure(config)
+    train_cfg = config.train
+    model = create_model(
+        config.model.name,
+        spatial_dims=data.spatial_dims,
+        in_channels=data.in_channels,
+        num_classes=data.num_outputs,
+        options=config.model.options,
+    ).to(device)
+    config.model.options = model.config["options"]
+    if config.model.init:
+        copied = load_backbone(
+            model,
+            config.model.init,
+            name=config.model.name,
+            options=config.model.options,
+            spatial_dims=data.spatial_dims,
+        )
+        data.notes.append(f"initialised {copied} tensors (all but the head) from {config.model.init}")
+    net = distributed.wrap(model, device)  # what the step calls: DDP under torchrun; save and evaluate `model`
+    loss_fn = task.loss(config, data)
+    batch = min(train_cfg.batch_size, len(train_set))
+    steps = len(distributed.rank_batches(torch.arange(len(train_set)), batch=batch))  # per process, the same in each
+    if note := distributed.batch_note(batch):
+        data.notes.append(note)
+    optimizer = build_optimizer(model, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    scheduler = build_schedule(
+        optimizer, name=train_cfg.schedule, lr=train_cfg.lr, total_steps=steps * train_cfg.epochs
+    )
+    ema = ema_model(model, train_cfg.ema)
+    order = torch.Generator().manual_seed(train_cfg.seed)
+    generators = {"order": order, **train_set.generators}
+    scaler = grad_scaler(device, train_cfg.amp)
+    checkpointed = dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+
+    start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
+    if resume:
+        state = ckpt.load_checkpoint(run)
+        ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        start, history, best = state["epoch"] + 1, state["history"], state["best"]
+    elif distributed.is_main():
+        save_config(config, run / "config.yaml")
+
+    evaluated = ema.module if ema is not None else model
+    stale = sum(1 for row in history if row["epoch"] > best["epoch"])
+    rate_column = f"{task.item}_per_second"
+    with distributed.main_bar() as progress:
+        bar = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
+        for epoch in range(start, train_cfg.epochs):
+            tick = time.perf_counter()
+            model.train()
+            permutation = train_set.order(order)  # the same on every rank
+            distributed.reseed_rank_streams(seed=train_cfg.seed, epoch=epoch, generators=train_set.rank_generators)
+            total_loss, seen = 0.0, 0
+            for items in distributed.rank_batches(permutation, batch=batch):
+                x, target = train_set.batch(items)
+                with autocast(device, train_cfg.amp):
+                    output = net(x.to(device, non_blocking=True))
+                loss = loss_fn(model, output, target, device)
+                optimizer_step(
+                    loss,
+                    model=model,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    scheduler=scheduler,
+                    grad_clip=train_cfg.grad_clip,
+                    epoch=epoch,
+                )
+                if ema is not None:
+                    ema.update_parameters(model)
+                total_loss += loss.item() * len(items)
+                seen += len(items)
+                progress.update(
+                    bar, advance=1, status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}"
+                )
+            seconds = time.perf_counter() - tick
+            total_loss, seen = distributed.all_reduce([total_loss, seen])  # over every rank's share of the epoch
+            [seconds] = distributed.all_reduce([seconds], op="max")
+            stop = False
+            if distributed.is_main():  # rank 0 validates and writes; the others wait for its verdict below
+                scores = task.validate(evaluated, data, loss_fn=loss_fn, device=device, amp=train_cfg.amp)
+                history.append(
+                    {
+                        "epoch": epoch,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "train_loss": total_loss / max(seen, 1),
+                        **{f"val_{k}": v for k, v in task.history_scores(scores).items()},
+                        "seconds": seconds,
+                        rate_column: seen / max(seconds, 1e-9),
+                    }
+                )
+                best, improved = end_epoch(
+                    run,
+                    epoch=epoch,
+                    score=task.selection_score(scores, train_cfg.select_metric),
+                    scores={k: v for k, v in scores.items() if isinstance(v, int | float | str)},
+                    best=best,
+                    evaluated=evaluated,
+                    history=history,
+                    columns=list(history[0]),
+                    state=checkpointed,
+                )
+                stale = 0 if improved else stale + 1
+                progress.update(
+                    bar, status=f"epoch {epoch + 1} {task.progress_text(scores, best)}, best epoch {best['epoch'] + 1}"
+                )
+                stop = bool(train_cfg.patience) and stale >= train_cfg.patience
+                if stop:
+                    message = (
+                        f"early stop after epoch {epoch + 1} of {train_cfg.epochs}: no gain in "
+                        f"{train_cfg.select_metric} for {stale} epochs (train.patience {train_cfg.patience})"
+                    )
+                    data.notes.append(message)
+                    if not quiet:
+                        console().print(message)
+            if distributed.broadcast(stop):
+                break
+    return distributed.on_main(
+        lambda: _finish(task, config, run, data, model=evaluated, best=best, history=history, device=device)
+    )
+
+
+def _finish(task, config: RunConfig, run: Path, data, *, model, best: dict, history: list, device) -> dict:
+    from safetensors.torch import load_file
+
+    from medattn.engine.card import model_card
+
+    weights = load_file(run / "checkpoint" / "best.safetensors")
+    model.load_state_dict(weights)
+    card = model_card(task, config, data, model=model, best=best, history=history, device=device)
+    atomic_save_safetensors(run / "model.safetensors", weights, metadata={"medattn_model": config.model.name})
+    atomic_write_json(run / "model.json", card)
+    rate = f"train_{task.item}_per_second"
+    return {
+        "run": str(run),
+        "task": task.name,
+        "best_epoch": best["epoch"] + 1,
+        "val": best["scores"],
+        "epochs_run": len(history),
+        rate: card["training"][f"{task.item}_per_second"],
+        "checkpoint": str(run / CHECKPOINT),
+        "notes": data.notes,
+    }

@@ -1,0 +1,275 @@
+"""The task protocol: what a task (classification, segmentation, regression, ...) gives the one engine.
+
+A task is a folder under tasks/ with a class derived from `Task`, registered in `medattn.registry.TASKS`.
+The engine (engine/trainer.py), the command line and tune/ call only the methods below; nothing outside a
+task's folder branches on its name. A task owns:
+
+- recognising its data (`recognises`) and opening it with every split carved (`open`);
+- the data the loop trains on (`load` -> `TaskData`), and its training batches (`TrainSet`);
+- its defaults and checks (`resolve`): the model, loss, batch size, epochs, best-epoch metric, and which
+  optional config fields mean something to it (`fields`): any other optional field set is an error;
+- the loss, validation scores and the score the best epoch is chosen on;
+- its section of the model card, its evaluation, prediction, inspection and printing;
+- its cross-validation units (`fold_pool`, `fold_source`, `score_fold`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from medattn.config import RunConfig
+from medattn.errors import ConfigError
+
+# Optional config fields that only some tasks use, with the value that means "not set". A task lists the ones
+# it uses in `Task.fields`; a field outside that list, set to anything else, is refused by `check_fields`.
+OPTIONAL_FIELDS = {
+    "data.labels": None,
+    "data.targets": None,
+    "data.size": None,
+    "data.patch": None,
+    "data.spacing": None,
+    "train.sampler": None,
+    "train.threshold": None,
+    "train.label_smoothing": None,
+    "train.foreground_fraction": None,
+    "train.mixup": 0.0,
+    "train.cutmix": 0.0,
+}
+# The command-line flag of each optional field, for error messages.
+FLAGS = {
+    "data.labels": "--labels",
+    "data.targets": "--targets",
+    "data.size": "--size",
+    "data.patch": "--patch",
+    "train.sampler": "--sampler",
+    "train.threshold": "--threshold",
+}
+
+
+class TrainSet(Protocol):
+    """One epoch's training items and their batches, as the engine draws them.
+
+    `order(generator)` gives the items of one epoch (a 1-D int64 tensor; the same on every process under
+    torchrun, so it must draw only from `generator`); `batch(items)` gives (x, target) with augmentation
+    applied. `generators` are saved in the checkpoint; `rank_generators` are reseeded per process and epoch.
+    """
+
+    generators: dict[str, Any]
+    rank_generators: list[Any]
+
+    def __len__(self) -> int: ...
+
+    def configure(self, config: RunConfig) -> None:
+        """Build the augmentation (and the task's sampling) from the resolved config, before any epoch."""
+
+    def order(self, generator) -> Any: ...
+
+    def batch(self, items) -> tuple[Any, Any]: ...
+
+
+@dataclass
+class TaskData:
+    """What a task loaded for training: enough for the engine to build the model and report."""
+
+    source: Any  # the task's own source object (splits, path, kind)
+    spatial_dims: int
+    in_channels: int
+    num_outputs: int
+    n_train: int  # training images or cases
+    modality: str = "auto"
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # the task's own (tensors, plans, ...)
+
+
+@dataclass
+class Pool:
+    """Cross-validation units: the train and validation splits pooled, with what folds respect."""
+
+    n: int
+    strata: np.ndarray | None  # (n,) class to stratify on, or None
+    groups: np.ndarray | None  # (n,) patient ids, or None
+    items: Any = None  # the task's pooled split, handed back to fold_source
+    unit: str = "images"
+
+
+class Task:
+    """Base class: the shared behaviour, and the methods every task must give."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    layouts: ClassVar[str] = ""  # the data layouts it reads, for `medattn tasks`
+    model_tag: ClassVar[str] = ""  # models registered under this tag fit the task's output
+    fields: ClassVar[frozenset[str]] = frozenset()  # optional config fields the task uses
+    losses: ClassVar[tuple[str, ...]] = ()
+    select_metrics: ClassVar[tuple[str, ...]] = ()
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss"})
+    item: ClassVar[str] = "images"  # what a training step consumes: images, patches
+    fold_metric: ClassVar[str] = ""  # the headline of a cross-validation
+    summary_keys: ClassVar[tuple[str, ...]] = ()
+    predict_options: ClassVar[frozenset[str]] = frozenset()  # of tta, out_dir, overwrite
+    has_demo: ClassVar[bool] = False  # `demo` writes phantom data and returns a config
+
+    # -- data -------------------------------------------------------------------------------------------
+    def recognises(self, path: Path) -> bool:
+        raise NotImplementedError
+
+    def open(self, config: RunConfig) -> Any:
+        """The source of config.data.path with every split carved (seeded), as training and evaluate see it."""
+        raise NotImplementedError
+
+    def load(self, config: RunConfig, *, source: Any = None) -> TaskData:
+        """Training and validation data in memory; `source`, when given, is already split (a CV fold)."""
+        raise NotImplementedError
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def default_model(self, spatial_dims: int) -> tuple[str, dict]:
+        raise NotImplementedError
+
+    def defaults(self, config: RunConfig, data: TaskData) -> dict[str, Any]:
+        """{"train.batch_size": ..., "train.loss": ..., ...}: values for fields left at None."""
+        raise NotImplementedError
+
+    def auto_epochs(self, config: RunConfig, data: TaskData, train_set: TrainSet) -> int:
+        raise NotImplementedError
+
+    def resolve(self, config: RunConfig, data: TaskData, train_set: TrainSet) -> RunConfig:
+        """A copy with every automatic choice concrete (saved as config.yaml, so a resume is exact).
+
+        A value the user gave is never replaced; a field the task does not use is refused (`check_fields`).
+        """
+        import medattn.models  # noqa: F401  (registers the models)
+        from medattn.data.presets import resolve_augment
+        from medattn.registry import MODELS
+
+        config = RunConfig.from_dict(config.to_dict())
+        config.task = self.name
+        check_fields(config, self)
+        if config.model.name is None:
+            config.model.name, config.model.options = self.default_model(data.spatial_dims)
+        if self.model_tag not in MODELS.get(config.model.name).tasks:
+            names = ", ".join(MODELS.names(self.model_tag))
+            raise ConfigError(f"model {config.model.name!r} does not fit {self.name}; models that do: {names}")
+        for key, value in self.defaults(config, data).items():
+            section, name = key.split(".")
+            if getattr(getattr(config, section), name) is None:
+                setattr(getattr(config, section), name, value)
+        if config.train.loss not in self.losses:
+            raise ConfigError(f"train.loss {config.train.loss!r} is not a {self.name} loss ({', '.join(self.losses)})")
+        if config.train.select_metric not in self.select_metrics:
+            raise ConfigError(
+                f"train.select_metric {config.train.select_metric!r}: {self.name} chooses the best epoch on one of "
+                f"{', '.join(self.select_metrics)}"
+            )
+        modality = config.data.modality if config.data.modality != "auto" else data.modality
+        config.data.augment = resolve_augment(config.data.augment, spatial_dims=data.spatial_dims, modality=modality)
+        if config.train.epochs == 0:
+            config.train.epochs = self.auto_epochs(config, data, train_set)
+        return config
+
+    # -- training -----------------------------------------------------------------------------------------
+    def train_set(self, config: RunConfig, data: TaskData) -> TrainSet:
+        raise NotImplementedError
+
+    def loss(self, config: RunConfig, data: TaskData):
+        """loss(model, output, target) -> scalar tensor."""
+        raise NotImplementedError
+
+    def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict[str, float]:
+        """Scalar scores on the validation split; must hold every metric in `select_metrics`."""
+        raise NotImplementedError
+
+    def selection_score(self, scores: dict, metric: str) -> float:
+        """Higher is better; an undefined metric (an AUC on one class) falls back to the loss when there is one."""
+        value = scores.get(metric, math.nan)
+        if not math.isfinite(value) and metric != "loss" and "loss" in scores:
+            metric, value = "loss", scores["loss"]
+        return -value if metric in self.lower_is_better else value
+
+    def history_scores(self, scores: dict) -> dict[str, float]:
+        """The validation scores kept per epoch in history.csv (prefixed val_)."""
+        return {k: v for k, v in scores.items() if isinstance(v, int | float)}
+
+    def progress_text(self, scores: dict, best: dict) -> str:
+        metric = self.fold_metric
+        best_value = best["scores"].get(metric, math.nan)
+        return f"val {metric} {scores.get(metric, math.nan):.3f} (best {best_value:.3f})"
+
+    def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
+        """The task's part of model.json: class names, the input specification, training data summary."""
+        raise NotImplementedError
+
+    def summary(self, result: dict) -> str:
+        """One line for the end of `train`."""
+        metric = self.fold_metric
+        return f"best epoch {result['best_epoch']}/{result['epochs_run']}: val {metric} {result['val'].get(metric)}"
+
+    # -- using a finished run ------------------------------------------------------------------------------
+    def evaluate(self, run: Path, *, data: str | None, split: str, tta: bool) -> dict:
+        raise NotImplementedError
+
+    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+        raise NotImplementedError
+
+    def print_report(self, metrics: dict) -> None:
+        raise NotImplementedError
+
+    def print_predictions(self, payload: dict) -> None:
+        raise NotImplementedError
+
+    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
+        raise NotImplementedError
+
+    def print_inspect(self, report: dict) -> None:
+        raise NotImplementedError
+
+    # -- cross-validation -------------------------------------------------------------------------------
+    def fold_pool(self, source: Any) -> Pool:
+        raise NotImplementedError
+
+    def fold_source(self, source: Any, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str) -> Any:
+        raise NotImplementedError
+
+    def score_fold(self, run: Path, source: Any) -> dict:
+        """Scalar metrics of a fold's run on its held-out fold (the source's val split)."""
+        raise NotImplementedError
+
+    def spatial_dims(self, config: RunConfig) -> int:
+        """2 or 3, from the first training image of config.data.path."""
+        raise NotImplementedError
+
+    # -- demo -------------------------------------------------------------------------------------------
+    def demo(self, out: Path, *, say) -> RunConfig:
+        """Write phantom data under `out` and return the config the demo trains (tasks with has_demo)."""
+        raise NotImplementedError
+
+    def demo_files(self, config: RunConfig) -> list[Path]:
+        """Files the demo predicts on after training."""
+        return []
+
+
+def check_fields(config: RunConfig, task: Task) -> None:
+    """An optional field set for a task that does not use it is an error naming the field (and its flag)."""
+    for key, unset in OPTIONAL_FIELDS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if key not in task.fields and value != unset:
+            flag = f" ({FLAGS[key]})" if key in FLAGS else ""
+            users = ", ".join(t.name for t in _tasks_using(key)) or "no task"
+            raise ConfigError(f"{key}{flag} = {value!r} means nothing to {task.name}; it is used by {users}")
+
+
+def _tasks_using(key: str) -> Iterable[Task]:
+    from medattn.tasks import all_tasks
+
+    return [t for t in all_tasks() if key in t.fields]
+
+
+def auto_epochs(total: int, per_epoch: int, *, low: int, high: int) -> int:
+    """Epochs that show the model about `total` items, `per_epoch` at a time, within [low, high]."""
+    return min(high, max(low, math.ceil(total / max(per_epoch, 1))))

@@ -1,0 +1,94 @@
+"""`evaluate` for classification runs: scoring a split (a run, or a fold ensemble), and the printed report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medattn.errors import DataError
+from medattn.progress import track
+from medattn.runs import atomic_write_json, read_json
+
+
+def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
+    """Score a run, or the fold ensemble of a cross-validation directory (mean of the members' probabilities)."""
+    from medattn.engine.loaded import tta_flips
+    from medattn.tasks.classify.metrics import classification_metrics
+    from medattn.tasks.classify.predict import predict_probs
+    from medattn.tasks.classify.sources import ensure_splits, open_source
+    from medattn.tune.ensemble import load_ensemble, member_inputs
+
+    run = load_ensemble(run_dir)  # a plain run is an ensemble of one
+    config = run.config
+    path = data or config.data.path
+    source = open_source(path, labels=run.labels, class_names=None)
+    if len(source.class_names) != len(run.class_names):
+        raise DataError(
+            f"{path}: {len(source.class_names)} classes, but the run was trained on "
+            f"{len(run.class_names)} ({', '.join(run.class_names)})"
+        )
+    if data is None or Path(data).resolve() == Path(config.data.path).resolve():
+        fractions = {"val_fraction": config.data.val_fraction, "test_fraction": config.data.test_fraction}
+        ensure_splits(source, seed=config.train.seed, **fractions)  # the splits exactly as training carved them
+    if split not in source.splits:
+        raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
+    probs, flips = [], None
+    reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
+    for member, prepared in member_inputs(run, source, split, progress=reading):
+        _check_input(member, prepared.x.shape[1:], where=f"{path} [{split}]")
+        flips = tta_flips(member.config, member.card["model"]["spatial_dims"]) if tta else None
+        probs.append(predict_probs(member.model, prepared.x, labels=member.labels, flips=flips))
+    metrics = classification_metrics(
+        prepared.y.numpy(),
+        np.mean(probs, axis=0),  # (N, K)
+        task=run.labels,
+        threshold=run.threshold,
+        class_names=run.class_names,
+    )
+    metrics = {
+        "run": str(run.path),
+        "data": str(path),
+        "split": split,
+        "task": run.task,
+        "labels": run.labels,
+        "tta": flips,
+        **metrics,
+    }
+    if len(run.members) > 1:
+        metrics["ensemble"] = {"members": len(run.members), "threshold_rule": run.threshold_rule}
+    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
+    recorded[f"{split}+tta" if tta else split] = metrics
+    atomic_write_json(run.path / "metrics.json", recorded)
+    return metrics
+
+
+def _check_input(run, shape, *, where: str) -> None:
+    channels, spatial = shape[0], list(shape[1:])
+    expected = run.card["model"]
+    if len(spatial) != expected["spatial_dims"]:
+        raise DataError(f"{where}: {len(spatial)}D images, but the model is {expected['spatial_dims']}D")
+    if channels != expected["in_channels"]:
+        raise DataError(f"{where}: {channels} channel(s), but the model takes {expected['in_channels']}")
+
+
+def print_report(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['split']} split of {metrics['data']} (n = {metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for key in ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1_macro", "ece"):
+        if key in metrics:
+            ci = metrics.get(f"{key}_ci")
+            table.add_row(key, f"{metrics[key]:.4f}", f"{ci[0]:.4f} – {ci[1]:.4f}" if ci else "")
+    console = Console()
+    console.print(table)
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None and metrics.get("labels") != "multilabel":
+        console.print("confusion matrix (rows: true, columns: predicted):")
+        for row in matrix:
+            console.print("  " + " ".join(f"{v:>6}" for v in row))
+    console.print(f"metrics written to {Path(metrics['run']) / 'metrics.json'}")

@@ -1,0 +1,45 @@
+"""Classification batches: a shuffle or class-balanced draws, augmentation, then mixup or CutMix."""
+
+from __future__ import annotations
+
+from medattn.config import RunConfig
+from medattn.data.image_batches import ImageTrainSet
+from medattn.tasks.classify.mixing import Mixer
+
+
+class ClassTrainSet(ImageTrainSet):
+    """Targets come as (labels, partner, lam): partner and lam say how the batch was mixed (None, 1.0 if not)."""
+
+    def __init__(self, x, y, *, num_classes: int, seed: int) -> None:
+        super().__init__(x, y, seed=seed)
+        self.num_classes = num_classes
+        self.sampler = "shuffle"
+        self.mixer = None
+
+    def configure(self, config: RunConfig) -> None:
+        import torch
+
+        super().configure(config)
+        self.sampler = config.train.sampler
+        generator = torch.Generator().manual_seed(self.seed + 2)
+        self.mixer = Mixer(mixup=config.train.mixup, cutmix=config.train.cutmix, generator=generator)
+        self.generators["mixing"] = generator
+        self.rank_generators.append(generator)
+
+    def order(self, generator):
+        """Indices of one epoch: a shuffle, or draws that give every class the same expected share."""
+        import torch
+
+        if self.sampler == "shuffle":
+            return super().order(generator)
+        labels = self.y if self.y.ndim == 1 else self.y.argmax(dim=1)
+        counts = torch.bincount(labels, minlength=self.num_classes).float()
+        weights = 1.0 / counts[labels]  # (N,) each class sums to 1
+        return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+    def batch(self, items) -> tuple:
+        x, y = super().batch(items)
+        if not self.mixer.active:
+            return x, (y, None, 1.0)
+        x, partner, lam = self.mixer(x)
+        return x, (y, partner, lam)

@@ -1,0 +1,1 @@
+"""Regression: continuous targets per image. Importing this registers the task."""

@@ -1,1 +1,0 @@
-"""Training engine: optimiser, schedule, losses, checkpoints, the run directory."""
