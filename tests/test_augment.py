@@ -9,8 +9,8 @@ from medattn.config import RunConfig, default_augment, load_config, save_config
 from medattn.data.augment import Augment
 from medattn.data.phantom import save_medmnist_npz
 from medattn.data.presets import PRESETS, preset, resolve_augment
-from medattn.errors import ConfigError
 from medattn.engine.loaded import tta_flips
+from medattn.errors import ConfigError
 
 
 def _batch(dims):
@@ -138,20 +138,33 @@ def test_rgb_preset_flips_every_axis():
     assert 10 < upside_down.sum() < 54  # the check above can fail: rgb turns about half of them over
 
 
+def _resolved(config, *, spatial_dims, modality="auto"):
+    """The config as the classification task resolves it for data of these dims and modality."""
+    from medattn.tasks import get_task
+    from medattn.tasks.base import TaskData
+
+    data = TaskData(source=None, spatial_dims=spatial_dims, in_channels=1, num_outputs=2, n_train=10, modality=modality)
+    return get_task("classification").resolve(config, data, None)
+
+
 def test_auto_follows_the_modality():
     for modality in ("xray", "ct", "mr", "ultrasound", "rgb"):
         assert resolve_augment("auto", spatial_dims=2, modality=modality) == preset(modality, spatial_dims=2)
     assert resolve_augment("auto", spatial_dims=3, modality="auto") == default_augment()
     assert resolve_augment("auto", spatial_dims=2, modality="minmax") == default_augment()
+    from medattn.tasks import get_task
+    from medattn.tasks.base import TaskData
+
+    task = get_task("classification")
     config = RunConfig()
     config.data.augment = "auto"
-    resolved = config.resolved(spatial_dims=2, n_train=100, modality="ultrasound")
+    data = TaskData(source=None, spatial_dims=2, in_channels=1, num_outputs=2, n_train=100, modality="ultrasound")
+    resolved = task.resolve(config, data, None)
     assert resolved.data.augment == preset("ultrasound", spatial_dims=2)
     assert config.data.augment == "auto"  # the original is left as it was
     config.data.modality = "ct"  # set in the config, it wins over the source's modality
-    assert config.resolved(spatial_dims=3, n_train=100, modality="ultrasound").data.augment == preset(
-        "ct", spatial_dims=3
-    )
+    data.spatial_dims = 3
+    assert task.resolve(config, data, None).data.augment == preset("ct", spatial_dims=3)
 
 
 def test_default_stays_the_list_the_benchmarks_use():
@@ -159,7 +172,7 @@ def test_default_stays_the_list_the_benchmarks_use():
     explicit = [{"name": "noise", "prob": 1.0, "std": 0.2}]
     config = RunConfig()
     config.data.augment = explicit
-    assert config.resolved(spatial_dims=2, n_train=10, modality="mr").data.augment == explicit
+    assert _resolved(config, spatial_dims=2, modality="mr").data.augment == explicit
 
 
 @pytest.mark.parametrize(
@@ -184,7 +197,7 @@ def test_preset_name_round_trips_through_yaml(tmp_path):
     assert "augment: mr" in (tmp_path / "config.yaml").read_text()
     loaded = load_config(tmp_path / "config.yaml")
     assert loaded == config
-    resolved = loaded.resolved(spatial_dims=2, n_train=10)
+    resolved = _resolved(loaded, spatial_dims=2)
     save_config(resolved, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml").data.augment == preset("mr", spatial_dims=2)
 

@@ -23,7 +23,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         ("modle: {name: cnn}", "modle"),
         ("train: {schedule: linear}", "train.schedule"),
         ("train: {loss: hinge}", "train.loss"),
-        ("data: {task: regression}", "data.task"),
+        ("data: {labels: regression}", "data.labels"),
         ("train: [1, 2]", "expected a mapping"),
     ],
 )

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from medattn.config import load_config
-from medattn.errors import ConfigError
-from medattn.runs import prepare_run_dir
 from medattn.engine import distributed
 from medattn.engine.device import use_threads
 from medattn.engine.trainer import fit
+from medattn.errors import ConfigError
+from medattn.runs import prepare_run_dir
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 RUN_FILES = ["checkpoint", "config.yaml", "history.csv", "model.json", "model.safetensors"]

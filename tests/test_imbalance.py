@@ -8,12 +8,13 @@ import torch
 
 from medattn.config import RunConfig, parse_threshold
 from medattn.data.phantom import save_medmnist_npz
+from medattn.engine.loaded import load_run, tta_flips
+from medattn.engine.trainer import fit
 from medattn.errors import ConfigError
-from medattn.tasks.classify.report import evaluate_run
-from medattn.engine.loaded import load_run, predict_probs, tta_flips
 from medattn.runs import prepare_run_dir
-from medattn.tasks.classify.data import TrainingData
-from medattn.engine.trainer import epoch_order, fit
+from medattn.tasks.classify.predict import predict_probs
+from medattn.tasks.classify.report import evaluate_run
+from medattn.tasks.classify.train_set import ClassTrainSet
 
 
 @pytest.mark.parametrize(
@@ -32,19 +33,18 @@ def test_bad_threshold_rules_are_refused(text):
 
 def test_balanced_sampler_draws_classes_equally():
     labels = torch.tensor([0] * 90 + [1] * 10)
-
-    class Fake:  # only what epoch_order reads
-        train = type("T", (), {"y": labels})()
-        num_outputs = 2
-
-    data: TrainingData = Fake()  # type: ignore[assignment]
-    order = epoch_order(data, "balanced", torch.Generator().manual_seed(0))
+    images = ClassTrainSet(torch.zeros(100, 1, 4, 4), labels, num_classes=2, seed=0)
+    config = RunConfig()
+    config.train.sampler = "balanced"
+    images.configure(config)
+    order = images.order(torch.Generator().manual_seed(0))
     share = float((labels[order] == 1).float().mean())
     assert len(order) == 100
     assert 0.35 < share < 0.65  # a plain shuffle gives exactly 0.10
-    again = epoch_order(data, "balanced", torch.Generator().manual_seed(0))
+    again = images.order(torch.Generator().manual_seed(0))
     assert torch.equal(order, again)
-    shuffle = epoch_order(data, "shuffle", torch.Generator().manual_seed(0))
+    images.sampler = "shuffle"
+    shuffle = images.order(torch.Generator().manual_seed(0))
     assert sorted(shuffle.tolist()) == list(range(100))
 
 
@@ -71,11 +71,11 @@ def test_threshold_tuned_on_validation_is_stored_and_used(tuned_run):
     assert 0.0 < card["threshold"] < 1.0
     assert card["threshold_rule"] == "sensitivity >= 0.9 on validation"
     loaded = load_run(tuned_run)
-    from medattn.tasks.classify.sources import open_source
     from medattn.data.tensors import prepare
+    from medattn.tasks.classify.sources import open_source
 
     val = prepare(open_source(loaded.config.data.path), "val", loaded.intensity, loaded.size)
-    scores = predict_probs(loaded.model, val.x, task="binary")[:, 1]
+    scores = predict_probs(loaded.model, val.x, labels="binary")[:, 1]
     positives = val.y.numpy() == 1
     assert (scores[positives] > card["threshold"]).mean() >= 0.9
     metrics = evaluate_run(tuned_run, split="test")
@@ -85,9 +85,9 @@ def test_threshold_tuned_on_validation_is_stored_and_used(tuned_run):
 def test_tta_averages_the_flipped_views(tuned_run):
     loaded = load_run(tuned_run)
     x = torch.randn(4, 1, 20, 20)
-    plain = predict_probs(loaded.model, x, task="binary")
-    flipped = predict_probs(loaded.model, x.flip(-1), task="binary")
-    both = predict_probs(loaded.model, x, task="binary", flips=[-1])
+    plain = predict_probs(loaded.model, x, labels="binary")
+    flipped = predict_probs(loaded.model, x.flip(-1), labels="binary")
+    both = predict_probs(loaded.model, x, labels="binary", flips=[-1])
     np.testing.assert_allclose(both, (plain + flipped) / 2, atol=1e-6)
     metrics = evaluate_run(tuned_run, split="test", tta=True)
     assert metrics["tta"] == [-1]

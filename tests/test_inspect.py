@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medattn.tasks.classify.inspect import inspect_path, recommend
+from medattn.tasks.classify.inspect import inspect_source, recommend
+from medattn.tasks.classify.sources import open_source
 
 BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
 
 
 @pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found at {BREAST}")
 def test_breastmnist_counts_and_its_one_cross_split_duplicate():
-    report = inspect_path(str(BREAST))
+    report = inspect_source(open_source(BREAST))
     assert report["class_counts"] == {"train": [147, 399], "val": [21, 57], "test": [42, 114]}
     assert report["images"]["shapes"] == {"1x28x28": 780}
     assert report["duplicates_across_splits"] == 1
@@ -43,7 +44,7 @@ def test_manifest_with_patient_and_content_leakage(tmp_path):
     _png(tmp_path / "copy.png", 1)  # the same pixels as 1.png, placed in test
     rows.append("copy.png,b,P5,test")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    report = inspect_path(str(tmp_path / "m.csv"))
+    report = inspect_source(open_source(tmp_path / "m.csv"))
     assert report["patients"]["in_more_than_one_split"] == 1
     assert report["patients"]["examples"] == ["P1"]
     assert report["duplicates_across_splits"] == 1

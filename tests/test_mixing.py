@@ -39,12 +39,16 @@ def test_same_seed_same_mix():
 
 
 def test_loss_is_blended_by_lam():
-    mixer = Mixer(mixup=0.4, cutmix=0.0, generator=torch.Generator())
+    from medattn.tasks.classify.loss import MixedLoss
+
     loss_fn = torch.nn.CrossEntropyLoss()
+    mixed = MixedLoss(loss_fn)
     logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
     partner = torch.tensor([1, 0, 3, 2])
     expected = 0.3 * loss_fn(logits, y) + 0.7 * loss_fn(logits, y[partner])
-    assert mixer.loss(loss_fn, logits, y, partner, 0.3) == pytest.approx(float(expected))
+    device = torch.device("cpu")
+    assert mixed(None, logits, (y, partner, 0.3), device) == pytest.approx(float(expected))
+    assert mixed(None, logits, (y, None, 1.0), device) == pytest.approx(float(loss_fn(logits, y)))
 
 
 def test_negative_alpha_is_refused():

@@ -11,14 +11,15 @@ import torch
 from PIL import Image
 
 from medattn.config import RunConfig
-from medattn.data.preprocess import Intensity
-from medattn.tasks.segment.sources import ensure_case_splits, is_segmentation_data, open_segmentation
-from medattn.tasks.segment.augment import PairedAugment
-from medattn.tasks.segment.cases import prepare_mask, read_case
 from medattn.data.patches import PatchSampler, crop
+from medattn.data.preprocess import Intensity
+from medattn.data.resample import resample_mask
 from medattn.errors import ConfigError, DataError
-from medattn.tasks.segment.inference import SegmentationPlan, check_input
+from medattn.tasks.segment.augment import PairedAugment
+from medattn.tasks.segment.cases import read_case
 from medattn.tasks.segment.data import load_segmentation_data
+from medattn.tasks.segment.inference import SegmentationPlan
+from medattn.tasks.segment.sources import ensure_case_splits, is_segmentation_data, open_segmentation
 
 
 def _nifti(path: Path, array: np.ndarray, affine=None) -> Path:
@@ -192,18 +193,15 @@ def test_2d_model_given_a_volume_names_the_file():
         spatial_dims=2, in_channels=1, num_classes=2, patch=[32, 32], spacing=None, intensity=Intensity()
     )
     with pytest.raises(DataError, match=r"scan\.nii\.gz: a 3D volume of shape \[20, 20, 9\], but the model is 2D"):
-        check_input(np.zeros((1, 20, 20, 9)), plan, where="scan.nii.gz")
-    assert check_input(np.zeros((1, 20, 20, 1)), plan, where="slice.nii.gz").shape == (1, 20, 20)
+        plan.spec.fit(np.zeros((1, 20, 20, 9)), where="scan.nii.gz")
+    assert plan.spec.fit(np.zeros((1, 20, 20, 1)), where="slice.nii.gz").shape == (1, 20, 20)
     with pytest.raises(DataError, match=r"x\.png: 2 channel\(s\), but the model takes 1"):
-        check_input(np.zeros((2, 20, 20)), plan, where="x.png")
+        plan.spec.fit(np.zeros((2, 20, 20)), where="x.png")
 
 
 def test_masks_are_resampled_by_nearest_neighbour_only():
-    from medattn.data.meta import ImageMeta
-
     mask = np.random.default_rng(0).integers(0, 3, (5, 6, 7)).astype(np.int64)
-    meta = ImageMeta(spacing=(2.0, 1.0, 1.0), affine=np.diag([2.0, 1.0, 1.0, 1.0]))
-    out = prepare_mask(mask, meta, [1.0, 1.0, 1.0]).numpy()
+    out = resample_mask(mask, (2.0, 1.0, 1.0), [1.0, 1.0, 1.0]).numpy()
     assert out.shape == (10, 6, 7)
     np.testing.assert_array_equal(out[0::2], mask)  # every slice repeated, no new label values
     np.testing.assert_array_equal(out[1::2], mask)

@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 from medattn.config import RunConfig, load_config
 from medattn.data.phantom import make_segmentation_set
 from medattn.data.readers import read_image
+from medattn.engine.trainer import fit
 from medattn.errors import ConfigError, DataError, RunDirError
-from medattn.tasks.classify.report import evaluate_run
 from medattn.runs import prepare_run_dir
+from medattn.tasks import get_task
+from medattn.tasks.base import auto_epochs
 from medattn.tasks.segment.predict import predict_masks
-from medattn.tasks.segment import task as segment
-from medattn.tasks.segment.task import build_segmentation_loss, fit_segmentation, resolve_segmentation, supervised_loss
-from medattn.tasks.segment.data import load_segmentation_data
+from medattn.tasks.segment.task import SegmentationTask, build_segmentation_loss, supervised_loss
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 EVALUATE_KEYS = {"dice_mean", "dice_per_class", "iou_per_class", "hd95_mm_per_class", "assd_mm_per_class", "n"}
@@ -57,7 +57,7 @@ def _config(path, **train):
 @pytest.fixture(scope="module")
 def trained(phantom, tmp_path_factory):
     run = prepare_run_dir(tmp_path_factory.mktemp("seg") / "run", resume=False, force=False)
-    return run, fit_segmentation(_config(phantom), run)
+    return run, fit(_config(phantom), run)
 
 
 def test_2d_phantom_training_learns_and_writes_the_run(trained):
@@ -78,14 +78,15 @@ def test_2d_phantom_training_learns_and_writes_the_run(trained):
     assert [int(r["epoch"]) for r in rows] == list(range(10))
     assert {"val_dice", "val_hd95_mm", "train_loss"} <= set(rows[0])
     saved = load_config(run / "config.yaml")
-    assert saved.data.task == "segmentation"
+    assert saved.task == "segmentation"
+    assert saved.train.batch_size == 8  # given by the user: never replaced by the task's default (16 in 2D)
     assert saved.train.loss == "dice_ce"
     assert saved.train.select_metric == "dice"
 
 
 def test_evaluate_scores_the_test_split_in_mm(trained):
     run, _ = trained
-    metrics = evaluate_run(run, split="test")
+    metrics = get_task("segmentation").evaluate(run, data=None, split="test", tta=False)
     assert set(metrics) >= EVALUATE_KEYS
     assert metrics["n"] == 6  # 15% of 40 cases, carved with the run's seed
     assert list(metrics["dice_per_class"]) == ["foreground"]
@@ -126,23 +127,23 @@ def test_2d_run_refuses_a_volume_naming_the_file(trained, tmp_path):
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(phantom, tmp_path, monkeypatch):
     full = prepare_run_dir(tmp_path / "full", resume=False, force=False)
-    fit_segmentation(_config(phantom, epochs=4, seed=5), full)
+    fit(_config(phantom, epochs=4, seed=5), full)
 
-    real, calls = segment.validation_scores, []
+    real, calls = SegmentationTask.validate, []
 
-    def interrupted(*args, **kwargs):
+    def interrupted(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt  # killed during epoch 3: epochs 1-2 are checkpointed
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
     cut = prepare_run_dir(tmp_path / "cut", resume=False, force=False)
-    monkeypatch.setattr(segment, "validation_scores", interrupted)
+    monkeypatch.setattr(SegmentationTask, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit_segmentation(_config(phantom, epochs=4, seed=5), cut)
-    monkeypatch.setattr(segment, "validation_scores", real)
+        fit(_config(phantom, epochs=4, seed=5), cut)
+    monkeypatch.setattr(SegmentationTask, "validate", real)
     assert not (cut / "model.json").exists()
-    fit_segmentation(load_config(cut / "config.yaml"), cut, resume=True)
+    fit(load_config(cut / "config.yaml"), cut, resume=True)
 
     def history(run):
         return [(r["epoch"], r["train_loss"], r["val_dice"]) for r in csv.DictReader((run / "history.csv").open())]
@@ -177,21 +178,33 @@ def test_losses_and_deep_supervision():
 
 
 def test_segmentation_config_choices(phantom):
+    task = get_task("segmentation")
     config = _config(phantom)
-    data = load_segmentation_data(config)
-    config.model.name = "attn_resnet"  # the classification default becomes attention_unet
-    config.model.options = {}
-    resolved = resolve_segmentation(config, data, patches_per_epoch=28)
+    data = task.load(config)
+    patches = task.train_set(config, data)
+    config.model.name, config.model.options = None, {}  # None: the task's default model
+    resolved = task.resolve(config, data, patches)
+    assert resolved.task == "segmentation"
     assert resolved.model.name == "attention_unet"
     assert resolved.train.loss == "dice_ce"
+    assert resolved.train.batch_size == 8  # the user's, not the 2D default of 16
+    config.train.batch_size = None
+    assert task.resolve(config, data, patches).train.batch_size == 16
     config.model.name = "vit"  # a classifier
-    with pytest.raises(ConfigError, match="'vit' does not segment"):
-        resolve_segmentation(config, data, patches_per_epoch=28)
+    with pytest.raises(ConfigError, match="'vit' does not fit segmentation"):
+        task.resolve(config, data, patches)
     config.model.name, config.train.loss = "unet", "weighted_ce"
     with pytest.raises(ConfigError, match="not a segmentation loss"):
-        resolve_segmentation(config, data, patches_per_epoch=28)
-    config.train.loss, config.train.epochs = "ce", 0
-    assert resolve_segmentation(config, data, patches_per_epoch=28).train.epochs == 100  # ceil(4000 / 28), capped
+        task.resolve(config, data, patches)
+    config.train.loss, config.train.sampler = None, "balanced"
+    with pytest.raises(ConfigError, match=r"train.sampler \(--sampler\) = 'balanced' means nothing to segmentation"):
+        task.resolve(config, data, patches)
+    config.train.sampler, config.data.size = None, [32, 32]
+    with pytest.raises(ConfigError, match=r"data.size \(--size\)"):
+        task.resolve(config, data, patches)
+    config.data.size, config.train.epochs = None, 0
+    expected = auto_epochs(4000, len(patches), low=10, high=100)
+    assert task.resolve(config, data, patches).train.epochs == expected
 
 
 def test_masks_come_back_on_the_input_grid_when_the_model_resamples():
@@ -254,7 +267,7 @@ def test_3d_hippocampus_learns_and_masks_overlay(shared_data, tmp_path):
     config.model.options = {"channels": [8, 16, 32, 64]}
     config.train.batch_size = 2
     run = prepare_run_dir(tmp_path / "run", resume=False, force=False)
-    result = fit_segmentation(config, run)
+    result = fit(config, run)
     # measured: val Dice 0.79 (Anterior 0.76, Posterior 0.82) after 3-4 epochs on 21 volumes, about 25 s here
     assert result["val"]["dice"] > 0.6
     card = json.loads((run / "model.json").read_text())
@@ -275,7 +288,7 @@ def test_3d_hippocampus_learns_and_masks_overlay(shared_data, tmp_path):
     written = nib.load(row["mask"])
     np.testing.assert_allclose(written.affine, meta.affine, atol=1e-4)  # float32 in the NIfTI header
     assert written.shape == volume.shape[1:]
-    metrics = evaluate_run(run, split="test")
+    metrics = get_task("segmentation").evaluate(run, data=None, split="test", tta=False)
     assert set(metrics) >= EVALUATE_KEYS
     assert metrics["n"] == 4
     assert all(np.isfinite(v) for v in metrics["hd95_mm_per_class"].values())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medattn.tasks.classify.sources import ensure_splits, open_source
 from medattn.errors import DataError, ReadError
+from medattn.tasks.classify.sources import ensure_splits, open_source
 
 MEDMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist"
 
@@ -31,7 +31,7 @@ def test_official_medmnist_splits(name, task, sizes, classes):
     if not path.is_file():
         pytest.skip(f"real data not found at {path}")
     source = open_source(path)
-    assert source.task == task
+    assert source.labels == task
     assert {k: len(v) for k, v in source.splits.items()} == sizes
     assert source.class_names == classes
     assert sum(source.class_counts("train")) == sizes["train"]
@@ -44,7 +44,7 @@ def test_folder_tree_with_split_folders(tmp_path):
                 _png(tmp_path / split / label / f"{i}.png", value)
     source = open_source(tmp_path)
     assert source.kind == "folder"
-    assert source.task == "binary"
+    assert source.labels == "binary"
     assert source.class_names == ["benign", "malignant"]
     assert {k: len(v) for k, v in source.splits.items()} == {"train": 8, "val": 4, "test": 4}
     assert source.class_counts("val") == [2, 2]
@@ -53,7 +53,7 @@ def test_folder_tree_with_split_folders(tmp_path):
 def test_folder_tree_three_classes_is_multiclass(tmp_path):
     for label in ("a", "b", "c"):
         _png(tmp_path / label / "x.png", 5)
-    assert open_source(tmp_path).task == "multiclass"
+    assert open_source(tmp_path).labels == "multiclass"
 
 
 def test_csv_manifest_patients_never_straddle_splits(tmp_path):
@@ -79,7 +79,7 @@ def test_csv_multilabel_and_split_column(tmp_path):
     _png(tmp_path / "b.png", 2)
     (tmp_path / "m.csv").write_text("path,label,split\na.png,effusion;nodule,train\nb.png,nodule,test\n")
     source = open_source(tmp_path / "m.csv")
-    assert source.task == "multilabel"
+    assert source.labels == "multilabel"
     assert source.class_names == ["effusion", "nodule"]
     assert source.splits["train"].labels.tolist() == [[1.0, 1.0]]
     assert source.splits["test"].labels.tolist() == [[0.0, 1.0]]
@@ -88,11 +88,11 @@ def test_csv_multilabel_and_split_column(tmp_path):
 def test_task_override_is_checked(tmp_path):
     for label in ("a", "b", "c"):
         _png(tmp_path / label / "x.png", 5)
-    assert open_source(tmp_path, task="ordinal").task == "ordinal"
+    assert open_source(tmp_path, labels="ordinal").labels == "ordinal"
     with pytest.raises(DataError, match="binary"):
-        open_source(tmp_path, task="binary")
+        open_source(tmp_path, labels="binary")
     with pytest.raises(DataError, match="multilabel"):
-        open_source(tmp_path, task="multilabel")
+        open_source(tmp_path, labels="multilabel")
 
 
 def test_empty_folder(tmp_path):
@@ -116,7 +116,7 @@ def test_csv_pointing_at_missing_files_names_them(tmp_path):
 
 def test_csv_without_required_columns(tmp_path):
     (tmp_path / "m.csv").write_text("file,class\nx.png,a\n")
-    with pytest.raises(DataError, match="'path' and 'label'"):
+    with pytest.raises(DataError, match="needs the column.s. path, label"):
         open_source(tmp_path / "m.csv")
 
 

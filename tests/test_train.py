@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 
 from medattn.config import RunConfig
 from medattn.data.phantom import save_medmnist_npz
+from medattn.engine.trainer import fit
 from medattn.errors import RunDirError
 from medattn.runs import prepare_run_dir
-from medattn.engine.trainer import fit
 from medattn.tasks.classify.loss import build_loss, class_weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -49,7 +49,8 @@ def test_run_directory_holds_what_design_promises(tmp_path, phantom_npz):
     for name in ("config.yaml", "model.safetensors", "model.json", "history.csv", "checkpoint/last.pt"):
         assert (run / name).is_file(), name
     card = json.loads((run / "model.json").read_text())
-    assert card["task"] == "binary"
+    assert card["task"] == "classification"
+    assert card["labels"] == "binary"
     assert card["model"]["name"] == "attn_resnet"
     assert card["input"]["channels"] == 1
     assert card["input"]["size"] == [24, 24]

@@ -8,11 +8,11 @@ from safetensors.torch import load_file
 
 from medattn.config import RunConfig
 from medattn.data.phantom import save_medmnist_npz
+from medattn.engine.trainer import fit
+from medattn.engine.transfer import load_backbone
 from medattn.errors import ConfigError
 from medattn.registry import create_model
 from medattn.runs import prepare_run_dir
-from medattn.engine.trainer import fit
-from medattn.engine.transfer import load_backbone
 
 OPTIONS = {"widths": [8, 16, 32]}
 

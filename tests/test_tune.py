@@ -13,16 +13,20 @@ import torch
 import yaml
 from PIL import Image
 
-from medattn.config import DEFAULT_OPTIONS, RunConfig, load_config
+from medattn.config import RunConfig, load_config
 from medattn.data.phantom import save_medmnist_npz
-from medattn.tasks.classify.sources import Split, open_source
+from medattn.data.splits import Split
+from medattn.engine.loaded import load_run
 from medattn.errors import ConfigError, DataError, RunDirError
+from medattn.tasks import get_task
 from medattn.tasks.classify.metrics import classification_metrics
+from medattn.tasks.classify.predict import predict_probs
 from medattn.tasks.classify.report import evaluate_run
-from medattn.engine.loaded import load_run, predict_probs
+from medattn.tasks.classify.sources import open_source
+from medattn.tasks.classify.task import DEFAULT_OPTIONS
 from medattn.tune.cv import CVSettings, run_cv
 from medattn.tune.ensemble import ensemble_threshold
-from medattn.tune.folds import assignment, make_folds, pool_train_val
+from medattn.tune.folds import assignment, make_folds
 from medattn.tune.space import grid_from_dict, point_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -84,7 +88,7 @@ def _patients(n_patients=30, seed=0):
 
 def test_folds_partition_and_stratify():
     labels = np.asarray([0] * 30 + [1] * 20 + [2] * 10, dtype=np.int64)
-    folds = make_folds(Split(labels=labels), folds=5, seed=1)
+    folds = make_folds(_pool(Split(labels=labels)), folds=5, seed=1)
     held = np.concatenate([f.held_out for f in folds])
     assert sorted(held.tolist()) == list(range(60))  # every image held out exactly once
     for fold in folds:
@@ -96,7 +100,7 @@ def test_folds_partition_and_stratify():
 def test_no_patient_in_two_folds():
     split = _patients()
     ids = np.asarray(split.patient_ids)
-    folds = make_folds(split, folds=3, repeats=2, seed=0)
+    folds = make_folds(_pool(split), folds=3, repeats=2, seed=0)
     assert len(folds) == 6
     for repeat in (0, 1):
         owner = {}
@@ -109,8 +113,8 @@ def test_no_patient_in_two_folds():
 
 def test_repeats_differ_and_are_reproducible():
     labels = np.asarray([0, 1] * 20, dtype=np.int64)
-    first = assignment(make_folds(Split(labels=labels), folds=4, repeats=2, seed=5), 40)
-    again = assignment(make_folds(Split(labels=labels), folds=4, repeats=2, seed=5), 40)
+    first = assignment(make_folds(_pool(Split(labels=labels)), folds=4, repeats=2, seed=5), 40)
+    again = assignment(make_folds(_pool(Split(labels=labels)), folds=4, repeats=2, seed=5), 40)
     assert first == again
     assert first[0] != first[1]
 
@@ -118,28 +122,37 @@ def test_repeats_differ_and_are_reproducible():
 def test_too_many_folds_is_a_data_error_naming_the_flag_and_class():
     labels = np.asarray([0] * 10 + [1] * 3, dtype=np.int64)
     with pytest.raises(DataError, match=r"--folds 4: class 'rare' has only 3 image\(s\).*--folds 3 or fewer"):
-        make_folds(Split(labels=labels), folds=4, class_names=["common", "rare"], where="x.csv")
+        make_folds(_pool(Split(labels=labels)), folds=4, class_names=["common", "rare"], where="x.csv")
     split = _patients(n_patients=24)  # class 2 has 4 patients: grouped, a class counts patients, not images
     with pytest.raises(DataError, match=r"class '2' has only 4 patient\(s\)"):
-        make_folds(split, folds=5)
+        make_folds(_pool(split), folds=5)
 
 
 def test_grouping_without_patient_ids_is_an_error_only_when_asked():
     split = Split(labels=np.asarray([0, 1] * 10, dtype=np.int64))
     with pytest.raises(DataError, match="--group patient: data.npz has no patient ids"):
-        make_folds(split, folds=2, group="patient", where="data.npz")
-    assert len(make_folds(split, folds=2, group="auto")) == 2
+        make_folds(_pool(split), folds=2, group="patient", where="data.npz")
+    assert len(make_folds(_pool(split), folds=2, group="auto")) == 2
     with pytest.raises(ConfigError, match="--group 'patients'"):
-        make_folds(split, folds=2, group="patients")
+        make_folds(_pool(split), folds=2, group="patients")
     with pytest.raises(ConfigError, match="--folds must be at least 2"):
-        make_folds(split, folds=1)
+        make_folds(_pool(split), folds=1)
+
+
+def _pool(split):
+    """A split as the classification task pools it for folds."""
+
+    class Source:
+        splits = {"train": split}
+
+    return get_task("classification").fold_pool(Source())
 
 
 def test_pooling_keeps_the_test_split_out(npz):
     source = open_source(npz)
-    pooled = pool_train_val(source)
-    assert len(pooled) == 60
-    np.testing.assert_array_equal(pooled.images[40:], source.splits["val"].images)
+    pool = get_task("classification").fold_pool(source)
+    assert pool.n == 60
+    np.testing.assert_array_equal(pool.items.images[40:], source.splits["val"].images)
 
 
 # ---- cross-validation and the fold ensemble ----------------------------------------------------------
@@ -173,7 +186,7 @@ def test_fold_runs_and_ensemble_evaluate_like_runs(cv_dir, npz):
         run = load_run(out / name)
         unit = source.splits["test"].images.astype(np.float32) * run.intensity.scale  # uint8 -> 0-1
         x = (unit - run.intensity.mean) / run.intensity.std  # (N, 1, 16, 16)
-        probs.append(predict_probs(run.model, torch.from_numpy(x), task="binary"))
+        probs.append(predict_probs(run.model, torch.from_numpy(x), labels="binary"))
     expected = classification_metrics(source.splits["test"].labels, np.mean(probs, axis=0), task="binary", ci=False)
     assert metrics["auc"] == pytest.approx(expected["auc"], abs=1e-6)
     assert metrics["ece"] == pytest.approx(expected["ece"], abs=1e-5)
@@ -224,7 +237,9 @@ def test_cv_groups_a_csv_by_patient(tmp_path):
     result = run_cv(config, tmp_path / "cv", settings=CVSettings(folds=3))
     assert result["settings"]["grouped_by_patient"]
     plan = json.loads((tmp_path / "cv" / "cv-plan.json").read_text())
-    patients = [line.split(",")[2] for line in rows[1:]]
+    task = get_task("classification")
+    patients = task.fold_pool(task.open(load_config(tmp_path / "cv" / "fold-0-0" / "config.yaml"))).groups
+    assert len(patients) == len(plan["assignment"][0]) < 24  # a test split was carved (by patient) and kept out
     fold_of = {}
     for patient, fold in zip(patients, plan["assignment"][0], strict=True):
         assert fold_of.setdefault(patient, fold) == fold  # every image of a patient in the same fold
@@ -248,7 +263,7 @@ def test_grid_file_errors_name_the_file_and_key():
     with pytest.raises(ConfigError, match="grid.yaml: search key 'train.weight_decy'.*did you mean train.weight_decay"):
         grid_from_dict({"search": {"train.weight_decy": [0.001]}}, where=where)
     with pytest.raises(ConfigError, match="'kernal_size'.*did you mean kernel_size"):
-        grid_from_dict({"search": {"model.options.kernal_size": [3]}}, where=where)
+        grid_from_dict({"base": {"task": "classification"}, "search": {"model.options.kernal_size": [3]}}, where=where)
     with pytest.raises(ConfigError, match="grid.yaml: search key 'train.schedule', value 'linear'"):
         grid_from_dict({"search": {"train.schedule": ["linear"]}}, where=where)
     with pytest.raises(ConfigError, match="search.train.lr must be a non-empty list"):
@@ -261,7 +276,10 @@ def test_grid_file_errors_name_the_file_and_key():
 
 def test_grid_points_merge_searched_options_onto_the_defaults():
     spec = grid_from_dict(
-        {"search": {"model.options.kernel_size": [3, 5, 7], "model.options.depths": [[1, 1, 1], [2, 2, 2]]}},
+        {
+            "base": {"task": "classification"},
+            "search": {"model.options.kernel_size": [3, 5, 7], "model.options.depths": [[1, 1, 1], [2, 2, 2]]},
+        },
         where="g.yaml",
     )
     assert spec.size == 6

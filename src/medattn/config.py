@@ -115,6 +115,7 @@ class RunConfig:
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         _check_patch_fields(self)
+        _check_task_names(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +139,23 @@ def _upgrade(raw: Any) -> Any:
         raw.setdefault("task", "classification")
         raw["data"].setdefault("labels", old)
     return raw
+
+
+def _check_task_names(config: RunConfig) -> None:
+    """The task, the loss and the best-epoch metric are names some registered task knows (each task checks its
+    own when it resolves the config)."""
+    from medattn.registry import TASKS
+    from medattn.tasks import all_tasks
+
+    if config.task is not None:
+        TASKS.get(config.task)  # an unknown task fails with the closest names
+    tasks = all_tasks()
+    for key, value, known in (
+        ("train.loss", config.train.loss, sorted({loss for t in tasks for loss in t.losses})),
+        ("train.select_metric", config.train.select_metric, sorted({m for t in tasks for m in t.select_metrics})),
+    ):
+        if value is not None and value not in known:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(known)}")
 
 
 def _check_patch_fields(config: RunConfig) -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from medattn.errors import RunDirError
 
-HEADLINE = ("auc", "acc", "dice_mean", "mae", "r2")  # the numbers the demo summary keeps, where a task has them
+HEADLINE = (
+    "auc",
+    "acc",
+    "dice_mean",
+    "dice_per_class",
+    "mae",
+    "r2",
+)  # the numbers the demo summary keeps, where a task has them
 
 
 def run_demo(out: Path, *, force: bool, verbose: bool = True) -> dict:

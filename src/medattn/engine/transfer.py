@@ -15,10 +15,20 @@ def load_backbone(model, init_run: str | Path, *, name: str, options: dict, spat
     """Copy the init run's weights into `model` except the head. Returns how many tensors were copied."""
     from safetensors.torch import load_file
 
+    from medattn.registry import create_model
+
     run = require_run(init_run)
     card = read_json(run / "model.json")["model"]
-    theirs = (card["name"], card["spatial_dims"], card["options"])
-    if theirs != (name, spatial_dims, options):
+    # both sides as built, every option spelled out: a card may list only the options its run was given
+    built = create_model(
+        card["name"],
+        spatial_dims=card["spatial_dims"],
+        in_channels=card["in_channels"],
+        num_classes=card["num_classes"],
+        options=card["options"],
+    )
+    theirs = (card["name"], card["spatial_dims"], built.config["options"])
+    if theirs != (name, spatial_dims, model.config["options"]):
         raise ConfigError(
             f"--init {run}: its model is {card['name']} {card['spatial_dims']}D with options {card['options']}, "
             f"but this run builds {name} {spatial_dims}D with options {options}: the architectures do not match"

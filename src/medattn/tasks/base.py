@@ -150,8 +150,9 @@ class Task:
         config = RunConfig.from_dict(config.to_dict())
         config.task = self.name
         check_fields(config, self)
-        if config.model.name is None:
-            config.model.name, config.model.options = self.default_model(data.spatial_dims)
+        if config.model.name is None:  # the task's default model, with its default options unless some are given
+            name, options = self.default_model(data.spatial_dims)
+            config.model.name, config.model.options = name, config.model.options or options
         if self.model_tag not in MODELS.get(config.model.name).tasks:
             names = ", ".join(MODELS.names(self.model_tag))
             raise ConfigError(f"model {config.model.name!r} does not fit {self.name}; models that do: {names}")

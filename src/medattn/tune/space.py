@@ -148,7 +148,8 @@ def point_config(spec: GridSpec, point: dict[str, Any], *, spatial_dims: int) ->
         current = raw["model"]["options"]
         task = task_of(spec)
         if raw["model"]["name"] is None and task is not None:
-            raw["model"]["name"], current = task.default_model(spatial_dims)
+            raw["model"]["name"], defaults = task.default_model(spatial_dims)
+            current = current or defaults
         raw["model"]["options"] = {**current, **options}
     return RunConfig.from_dict(_coerced(raw, where=spec.path), source=f"{spec.path}: search point {point}")
 

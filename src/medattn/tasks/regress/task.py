@@ -1,0 +1,252 @@
+"""Regression as a task of the engine: one or several continuous targets per image (disease progression, a
+lesion's size, age, a treatment's effect), 2D and 3D.
+
+Data: an .npz with continuous labels, or a CSV `path,<target columns>[,patient_id][,split]` (sources.py).
+The models are the classifiers' (a vector per image), with one output per target. Targets are standardised with
+the training set's mean and standard deviation, which the model card keeps, so predictions come back in the
+targets' own units. Loss: MSE (default) or Huber on the standardised targets; the best epoch on validation loss.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from medattn.config import RunConfig
+from medattn.data.image_batches import ImageTrainSet
+from medattn.data.images import load_images
+from medattn.engine.inputs import InputSpec
+from medattn.errors import DataError
+from medattn.registry import TASKS
+from medattn.tasks.base import Pool, Task, TaskData, auto_epochs
+
+DEFAULT_MODEL = "attn_resnet"
+DEFAULT_OPTIONS = {
+    2: {"widths": [32, 64, 128], "depths": [1, 1, 1], "stem_stride": 1, "attention": "cbam"},
+    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
+}
+AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 15, 80
+BATCH = 64
+
+
+@TASKS.register("regression", tasks=(), description="continuous targets per image")
+class RegressionTask(Task):
+    name = "regression"
+    description = "one or several continuous targets per image"
+    layouts = "an .npz with continuous *_labels, a CSV path,<target columns> (--targets names them)"
+    model_tag = "classification"  # models that map an image to a vector: one output per target
+    fields = frozenset({"data.targets", "data.size"})
+    losses = ("mse", "huber")
+    select_metrics = ("loss", "mae", "rmse", "r2")
+    lower_is_better = frozenset({"loss", "mae", "rmse"})
+    fold_metric = "mae"
+    summary_keys = ("mae", "rmse", "r2", "pearson", "spearman")
+    predict_options = frozenset({"tta"})
+    has_demo = True
+
+    # -- data -------------------------------------------------------------------------------------------
+    def recognises(self, path: Path) -> bool:
+        from medattn.tasks.regress.sources import looks_like_targets
+
+        return looks_like_targets(path)
+
+    def open(self, config: RunConfig):
+        from medattn.tasks.regress.sources import ensure_splits, open_targets
+
+        data = config.data
+        source = open_targets(data.path, targets=data.targets)
+        source.notes += ensure_splits(
+            source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
+        )
+        return source
+
+    def load(self, config: RunConfig, *, source=None) -> TaskData:
+        source = self.open(config) if source is None else source
+        images = load_images(config, source)
+        values = images.train.y.double()
+        mean, std = values.mean(dim=0), values.std(dim=0)
+        if len(values) < 2 or bool((std == 0).any()):
+            raise DataError(f"{source.path} [train]: a target takes one value only: nothing to learn")
+        return TaskData(
+            source=source,
+            spatial_dims=images.spatial_dims,
+            in_channels=images.in_channels,
+            num_outputs=len(source.target_names),
+            n_train=len(values),
+            modality=source.modality,
+            notes=list(source.notes),
+            extra={"images": images, "mean": mean.float(), "std": std.float()},
+        )
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def default_model(self, spatial_dims: int) -> tuple[str, dict]:
+        return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
+
+    def defaults(self, config: RunConfig, data: TaskData) -> dict:
+        return {"train.batch_size": BATCH, "train.loss": "mse", "train.select_metric": "loss", "train.ema": 0.99}
+
+    def auto_epochs(self, config: RunConfig, data: TaskData, train_set) -> int:
+        return auto_epochs(AUTO_IMAGES, data.n_train, low=AUTO_EPOCHS_MIN, high=AUTO_EPOCHS_MAX)
+
+    # -- training -----------------------------------------------------------------------------------------
+    def train_set(self, config: RunConfig, data: TaskData) -> ImageTrainSet:
+        images, mean, std = data.extra["images"], data.extra["mean"], data.extra["std"]
+        return ImageTrainSet(images.train.x, (images.train.y - mean) / std, seed=config.train.seed)
+
+    def loss(self, config: RunConfig, data: TaskData):
+        return StandardisedLoss(config.train.loss)
+
+    def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict:
+        import torch
+
+        from medattn.tasks.regress.metrics import regression_metrics
+
+        val, mean, std = data.extra["images"].val, data.extra["mean"], data.extra["std"]
+        pred = predict_values(model, val.x, mean=mean, std=std, device=device, amp=amp)
+        scores = regression_metrics(val.y.numpy(), pred, target_names=data.source.target_names, ci=False)
+        standardised = torch.from_numpy((pred - mean.numpy()) / std.numpy()).float()
+        scores["loss"] = float(loss_fn.base(standardised, (val.y - mean) / std))
+        return {k: v for k, v in scores.items() if isinstance(v, int | float)}
+
+    def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
+        source, images = data.source, data.extra["images"]
+        spec = InputSpec(
+            spatial_dims=data.spatial_dims,
+            channels=data.in_channels,
+            intensity=images.intensity,
+            size=images.size,
+            source_spacing=images.source_spacing,
+        )
+        return {
+            "target_names": source.target_names,
+            "target_mean": data.extra["mean"].tolist(),
+            "target_std": data.extra["std"].tolist(),
+            "input": spec.to_card(),
+            "training_data": {
+                "source": source.path,
+                "kind": source.kind,
+                "splits": {name: len(split) for name, split in source.splits.items()},
+                "notes": data.notes,
+            },
+        }
+
+    def summary(self, result: dict) -> str:
+        val = result["val"]
+        return (
+            f"best epoch {result['best_epoch']}/{result['epochs_run']}: val mae {val.get('mae', math.nan):.4g} "
+            f"r2 {val.get('r2', math.nan):.3f}\nrun written to {result['run']}"
+        )
+
+    def progress_text(self, scores: dict, best: dict) -> str:
+        return f"val mae {scores['mae']:.4g} r2 {scores['r2']:.3f} (best mae {best['scores'].get('mae', math.nan):.4g})"
+
+    # -- using a finished run ------------------------------------------------------------------------------
+    def evaluate(self, run: Path, *, data: str | None, split: str, tta: bool) -> dict:
+        from medattn.tasks.regress.report import evaluate_run
+
+        return evaluate_run(run, data=data, split=split, tta=tta, task=self)
+
+    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+        from medattn.tasks.regress.report import predict_files
+
+        return predict_files(run, files, tta=tta)
+
+    def print_report(self, metrics: dict) -> None:
+        from medattn.tasks.regress.report import print_report
+
+        print_report(metrics)
+
+    def print_predictions(self, payload: dict) -> None:
+        for row in payload["predictions"]:
+            values = ", ".join(f"{k} {v:.4g}" for k, v in row["values"].items())
+            print(f"{row['file']}: {values}")
+
+    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
+        from medattn.tasks.regress.report import inspect_targets
+
+        return inspect_targets(path)
+
+    def print_inspect(self, report: dict) -> None:
+        print(f"{report['path']} ({report['kind']}, {report['task']}): targets {', '.join(report['target_names'])}")
+        for split, stats in report["targets"].items():
+            for name, row in stats.items():
+                print(
+                    f"  {split:<5} {name}: n {row['n']}, mean {row['mean']:.4g}, sd {row['std']:.4g}, "
+                    f"range {row['min']:.4g} .. {row['max']:.4g}"
+                )
+        if report["patients"]:
+            print(f"  patients in more than one split: {report['patients']['in_more_than_one_split']}")
+
+    # -- cross-validation -------------------------------------------------------------------------------
+    def fold_pool(self, source) -> Pool:
+        from medattn.data.splits import Split
+        from medattn.tasks.regress.sources import target_bins
+
+        parts = [source.splits[name] for name in ("train", "val") if name in source.splits]
+        pooled = parts[0] if len(parts) == 1 else Split.join(*parts)
+        groups = None if pooled.patient_ids is None else np.asarray(pooled.patient_ids)
+        return Pool(len(pooled), target_bins(pooled.labels), groups, items=pooled, unit="images")
+
+    def fold_source(self, source, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str):
+        from dataclasses import replace
+
+        splits = {"train": pool.items.subset(train), "val": pool.items.subset(held_out)}
+        if "test" in source.splits:
+            splits["test"] = source.splits["test"]
+        return replace(source, splits=splits, notes=[*source.notes, note])
+
+    def score_fold(self, run: Path, source) -> dict:
+        from medattn.tasks.regress.report import score_split
+
+        metrics = score_split(run, source, "val", tta=False)
+        return {k: v for k, v in metrics.items() if k in self.summary_keys}
+
+    def spatial_dims(self, config: RunConfig) -> int:
+        from medattn.tasks.regress.sources import open_targets
+
+        split = open_targets(config.data.path, targets=config.data.targets).splits["train"]
+        if split.images is not None:
+            return split.images.ndim - 2
+        from medattn.data.readers import read_image
+
+        return read_image(split.paths[0])[0].ndim - 1
+
+    # -- demo -------------------------------------------------------------------------------------------
+    def demo(self, out: Path, *, say) -> RunConfig:
+        """Phantom images whose target is the lesion burden (lesion pixels per 1000): a size to estimate."""
+        from medattn.tasks.regress.phantom import save_burden_npz
+
+        data = out / "data" / "phantom_regression.npz"
+        say(f"writing 2D phantom images with their lesion burden (lesion pixels per 1000) to {data}")
+        save_burden_npz(data, n_train=600, n_val=150, n_test=250, size=32, seed=0)
+        config = RunConfig(task=self.name)
+        config.data.path = str(data)
+        config.train.epochs = 20
+        return config
+
+
+def predict_values(model, x, *, mean, std, device=None, amp: bool = False, flips=None) -> np.ndarray:
+    """(N, T) predictions in the targets' units for a standardised input (N, C, *spatial)."""
+    from medattn.engine.inferers import whole_image
+
+    standardised = whole_image(model, x, device=device, amp=amp, flips=flips)
+    return standardised * np.asarray(std, dtype=np.float64) + np.asarray(mean, dtype=np.float64)
+
+
+class StandardisedLoss:
+    """The engine's loss(model, output, target, device) on standardised targets: MSE or Huber (delta 1 sd)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def base(self, output, target):
+        import torch.nn.functional as F
+
+        if self.name == "huber":
+            return F.huber_loss(output.float(), target.float(), delta=1.0)
+        return F.mse_loss(output.float(), target.float())
+
+    def __call__(self, model, output, target, device):
+        return self.base(output, target.to(device))
