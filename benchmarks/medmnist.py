@@ -84,9 +84,9 @@ def run_one(
     path: Path, seed: int, *, epochs: int | None, model: str | None, work: Path, config_file: str | None = None
 ) -> dict:
     from medattn.config import RunConfig, load_config
-    from medattn.tasks.classify.report import evaluate_run
-    from medattn.runs import prepare_run_dir
     from medattn.engine.trainer import fit
+    from medattn.runs import prepare_run_dir
+    from medattn.tasks.classify.report import evaluate_run
 
     config = load_config(config_file) if config_file else RunConfig()
     config.data.path = str(path)

@@ -37,16 +37,16 @@ PUBLISHED = {"nnU-Net (5-fold CV)": (0.90, 0.89), "plain U-Net (about)": (0.86, 
 
 def train_and_score(config, run: Path) -> dict:
     """Train `config` into `run`, score its test split; minutes of training, seconds of inference per case."""
-    from medattn.tasks.segment.report import evaluate_segmentation
+    from medattn.engine.trainer import fit
     from medattn.runs import prepare_run_dir
-    from medattn.tasks.segment.task import fit_segmentation
+    from medattn.tasks import get_task
 
     run = prepare_run_dir(run, resume=False, force=True)
     started = time.perf_counter()
-    result = fit_segmentation(config, run)
+    result = fit(config, run)
     minutes = (time.perf_counter() - started) / 60
     started = time.perf_counter()
-    test = evaluate_segmentation(run, split="test")
+    test = get_task(config.task).evaluate(run, data=None, split="test", tta=False)
     seconds = (time.perf_counter() - started) / test["n"]
     card = json.loads((run / "model.json").read_text())
     return {
@@ -69,7 +69,7 @@ def hippocampus(seed: int, *, epochs: int, work: Path) -> dict:
 
     config = RunConfig()
     config.data.path = str(DATA / "msd_hippocampus" / "dataset.json")
-    config.data.task = "segmentation"
+    config.task = "segmentation"
     config.data.test_fraction, config.data.val_fraction = 0.2, 0.1
     config.train.seed, config.train.epochs = seed, epochs
     return {"seed": seed, **train_and_score(config, work / f"hippocampus-{seed}")}
@@ -108,7 +108,7 @@ def isbi(model: str, manifest: Path, *, fold: int, epochs: int, work: Path) -> d
 
     config = RunConfig()
     config.data.path = str(manifest)
-    config.data.task = "segmentation"
+    config.task = "segmentation"
     config.model.name = model
     config.train.epochs = epochs
     return {"fold": fold, **train_and_score(config, work / f"isbi-{model}-{fold}")}

@@ -59,8 +59,8 @@ TIMING = "bench-minutes.json"  # written into a run once it finished: how long i
 
 def _train(config, run: Path) -> tuple[Path, float]:
     """Train `config` into `run`, or reuse it when a previous invocation finished it (resume a killed one)."""
-    from medattn.runs import CHECKPOINT, prepare_run_dir
     from medattn.engine.trainer import fit
+    from medattn.runs import CHECKPOINT, prepare_run_dir
 
     if (run / TIMING).is_file():
         return run, json.loads((run / TIMING).read_text())["minutes"]

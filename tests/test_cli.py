@@ -161,7 +161,7 @@ def test_demo_trains_evaluates_and_says_where(tmp_path):
     segmentation = result["segmentation"]
     assert segmentation["dice_per_class"]["organ"] > 0.75  # measured 0.87 after 25 epochs
     assert Path(segmentation["prediction"]["mask"]).is_file()
-    assert result["regression"]["r2"] > 0.2  # measured 0.44: the lesion burden of 32-pixel phantoms
+    assert result["regression"]["r2"] > 0.3  # the organ area of 32-pixel phantoms
     assert (out / "regression" / "calibration-test.png").is_file()
     assert (out / "segmentation" / "model.safetensors").is_file()
     again = medattn("demo", "--out", out, check=False)

@@ -292,3 +292,70 @@ def test_3d_hippocampus_learns_and_masks_overlay(shared_data, tmp_path):
     assert set(metrics) >= EVALUATE_KEYS
     assert metrics["n"] == 4
     assert all(np.isfinite(v) for v in metrics["hd95_mm_per_class"].values())
+
+
+def test_flags_are_kept_or_refused_never_replaced(phantom, tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("model: {name: unet, options: {channels: [8, 16]}}\ntrain: {threads: 1}\n")
+    run = tmp_path / "run"
+    _medattn(
+        "train", "--data", phantom, "--out", run, "--epochs", "1", "--batch-size", "16", "--config", tiny, "--json"
+    )
+    saved = load_config(run / "config.yaml")
+    assert saved.train.batch_size == 16
+    assert saved.task == "segmentation"
+    assert saved.train.sampler is None  # means nothing here: recorded as unset, not as a classification default
+    for flag, value, field in (
+        ("--sampler", "balanced", "train.sampler"),
+        ("--threshold", "youden", "train.threshold"),
+        ("--size", "32", "data.size"),
+        ("--labels", "binary", "data.labels"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "medattn", "train", "--data", phantom, "--out", tmp_path / "x", flag, value],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+        )
+        assert result.returncode == 2
+        assert f"{field} ({flag})" in result.stderr
+        assert "means nothing to segmentation" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cross_validation_writes_fold_dice_and_an_ensemble_evaluate_scores(phantom, tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("model: {name: unet, options: {channels: [8, 16, 32]}}\ntrain: {threads: 1, batch_size: 8}\n")
+    out = tmp_path / "cv"
+    result = _medattn(
+        "tune", "cv", "--data", phantom, "--folds", "2", "--epochs", "6", "--config", tiny, "--out", out, "--json"
+    )
+    assert result["task"] == "segmentation"
+    assert result["metric"] == "dice"
+    assert [row["run"] for row in result["folds"]] == ["fold-0-0", "fold-0-1"]
+    assert all(0.0 < row["dice"] <= 1.0 for row in result["folds"])
+    assert result["mean"]["dice"] == pytest.approx(np.mean([row["dice"] for row in result["folds"]]))
+    assert result["settings"]["pooled_cases"] == 34  # 40 cases less the 6 carved for test, which CV never sees
+    metrics = _medattn("evaluate", out, "--json")
+    assert metrics["ensemble"]["members"] == 2
+    assert metrics["n"] == 6
+    assert metrics["dice_mean"] > 0.3
+    tta = _medattn("evaluate", out, "--tta", "--json")
+    assert tta["tta"] is True
+    masks = _medattn("predict", out, phantom / "images" / "p00.png", "--tta", "--json")
+    assert masks["predictions"][0]["mask"].endswith("p00_mask.png")
+
+
+def test_data_inspect_reports_masks_and_leakage(shared_data, tmp_path):
+    data = _hippocampus_subset(shared_data, tmp_path / "hippo", 12)
+    report = _medattn("data", "inspect", data, "--json")
+    assert report["task"] == "segmentation"
+    assert report["splits"] == {"train": 12}
+    assert list(report["labels"]) == ["background", "Anterior", "Posterior"]
+    assert report["labels"]["Anterior"]["cases"] == 12
+    assert sum(row["fraction"] for row in report["labels"].values()) == pytest.approx(1.0)
+    assert 0 < report["foreground_fraction"]["median"] < 0.2
+    assert report["empty_masks"]["count"] == 0
+    assert report["patients"] is None
+    assert len(report["images"]["spacing_mm"]) >= 1

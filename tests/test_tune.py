@@ -23,7 +23,7 @@ from medattn.tasks.classify.metrics import classification_metrics
 from medattn.tasks.classify.predict import predict_probs
 from medattn.tasks.classify.report import evaluate_run
 from medattn.tasks.classify.sources import open_source
-from medattn.tasks.classify.task import DEFAULT_OPTIONS
+from medattn.tasks.images import DEFAULT_OPTIONS
 from medattn.tune.cv import CVSettings, run_cv
 from medattn.tune.ensemble import ensemble_threshold
 from medattn.tune.folds import assignment, make_folds
@@ -271,7 +271,9 @@ def test_grid_file_errors_name_the_file_and_key():
     with pytest.raises(ConfigError, match="grid.yaml: base.train: unknown key"):
         grid_from_dict({"base": {"train": {"lrate": 1}}, "search": {"train.lr": [0.001]}}, where=where)
     with pytest.raises(ConfigError, match="metric 'f1'"):
-        grid_from_dict({"search": {"train.lr": [0.001]}, "metric": "f1"}, where=where)
+        grid_from_dict(
+            {"base": {"task": "classification"}, "search": {"train.lr": [0.001]}, "metric": "f1"}, where=where
+        )
 
 
 def test_grid_points_merge_searched_options_onto_the_defaults():

@@ -131,13 +131,14 @@ def _upgrade(raw: Any) -> Any:
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, dict) or "task" not in data:
         return raw
+    from medattn.tasks import legacy_task
+
     raw = {**raw, "data": dict(data)}
-    old = raw["data"].pop("task")
-    if old == "segmentation":
-        raw.setdefault("task", "segmentation")
-    elif old is not None:
-        raw.setdefault("task", "classification")
-        raw["data"].setdefault("labels", old)
+    task, labels = legacy_task(raw["data"].pop("task"))
+    if task is not None:
+        raw.setdefault("task", task)
+    if labels is not None:
+        raw["data"].setdefault("labels", labels)
     return raw
 
 

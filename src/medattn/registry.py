@@ -90,3 +90,14 @@ def create_model(
         )
     except TypeError as error:
         raise ConfigError(f"model {name!r}: invalid options {sorted(options or {})}: {error}") from error
+
+
+def model_from_card(spec: dict[str, Any]) -> Any:
+    """The model a card's `model` section describes (name, spatial_dims, in_channels, num_classes, options)."""
+    return create_model(
+        spec["name"],
+        spatial_dims=spec["spatial_dims"],
+        in_channels=spec["in_channels"],
+        num_classes=spec["num_classes"],
+        options=spec["options"],
+    )

@@ -45,19 +45,12 @@ class LoadedRun:
 def load_run(run: str | Path, *, device=None) -> LoadedRun:
     from safetensors.torch import load_file
 
-    from medattn.registry import create_model
+    from medattn.registry import model_from_card
 
     run = require_run(run)
     config = load_config(run / "config.yaml")
     card = read_json(run / "model.json")
-    spec = card["model"]
-    model = create_model(
-        spec["name"],
-        spatial_dims=spec["spatial_dims"],
-        in_channels=spec["in_channels"],
-        num_classes=spec["num_classes"],
-        options=spec["options"],
-    )
+    model = model_from_card(card["model"])
     model.load_state_dict(load_file(run / "model.safetensors"))
     model.eval()
     if device is not None:

@@ -15,18 +15,12 @@ def load_backbone(model, init_run: str | Path, *, name: str, options: dict, spat
     """Copy the init run's weights into `model` except the head. Returns how many tensors were copied."""
     from safetensors.torch import load_file
 
-    from medattn.registry import create_model
+    from medattn.registry import model_from_card
 
     run = require_run(init_run)
     card = read_json(run / "model.json")["model"]
     # both sides as built, every option spelled out: a card may list only the options its run was given
-    built = create_model(
-        card["name"],
-        spatial_dims=card["spatial_dims"],
-        in_channels=card["in_channels"],
-        num_classes=card["num_classes"],
-        options=card["options"],
-    )
+    built = model_from_card(card)
     theirs = (card["name"], card["spatial_dims"], built.config["options"])
     if theirs != (name, spatial_dims, model.config["options"]):
         raise ConfigError(

@@ -16,9 +16,6 @@ from medattn.registry import TASKS
 from medattn.tasks import classify, regress, segment  # noqa: F401  (each registers its task)
 from medattn.tasks.base import Task
 
-# Recognition order: the most specific layouts first; classification takes any folder, npz or CSV left over.
-RECOGNITION_ORDER = ("segmentation", "regression", "classification")
-
 
 @cache
 def get_task(name: str) -> Task:
@@ -35,10 +32,9 @@ def task_for_data(path: str | Path) -> Task:
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
-    names = [*RECOGNITION_ORDER, *(e.name for e in TASKS if e.name not in RECOGNITION_ORDER)]
-    for name in names:
-        if name in TASKS and get_task(name).recognises(path):
-            return get_task(name)
+    for task in sorted(all_tasks(), key=lambda t: t.recognition_order):  # the most specific layouts first
+        if task.recognises(path):
+            return task
     raise DataError(f"{path}: no task recognises this data; pass --task ({', '.join(TASKS.names())})")
 
 
@@ -63,5 +59,13 @@ def task_for_run(run: str | Path) -> Task:
 
 def card_task(card: dict) -> str:
     """The task a model card names (cards written before tasks were separate name the label type)."""
-    task = card.get("task")
-    return "classification" if task in ("binary", "multiclass", "multilabel", "ordinal") else task
+    return legacy_task(card.get("task"))[0]
+
+
+def legacy_task(name: str | None) -> tuple[str | None, str | None]:
+    """(task, label type) for a name written before tasks were separate from label types ("binary" was a task);
+    a current task name comes back as it is."""
+    for task in all_tasks():
+        if name in task.legacy_names:
+            return task.name, name
+    return name, None

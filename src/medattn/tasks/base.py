@@ -110,10 +110,13 @@ class Task:
     select_metrics: ClassVar[tuple[str, ...]] = ()
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss"})
     item: ClassVar[str] = "images"  # what a training step consumes: images, patches
+    dense: ClassVar[bool] = False  # the model's output has the input's grid (B, K, *S), not (B, K)
     fold_metric: ClassVar[str] = ""  # the headline of a cross-validation
     summary_keys: ClassVar[tuple[str, ...]] = ()
     predict_options: ClassVar[frozenset[str]] = frozenset()  # of tta, out_dir, overwrite
     has_demo: ClassVar[bool] = False  # `demo` writes phantom data and returns a config
+    recognition_order: ClassVar[int] = 50  # lower asks first: the most specific data layouts before catch-alls
+    legacy_names: ClassVar[tuple[str, ...]] = ()  # label types older configs and cards gave as the task
 
     # -- data -------------------------------------------------------------------------------------------
     def recognises(self, path: Path) -> bool:

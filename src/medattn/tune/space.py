@@ -107,6 +107,9 @@ def grid_from_dict(raw: Any, *, where: str) -> GridSpec:
         trials=None if raw.get("trials") is None else _integer(raw, "trials", 1, where, minimum=1),
     )
     _check_keys(spec)
+    task = task_of(spec)
+    if task is not None:
+        metric_of(spec, task)  # a metric the task does not report fails here, before any training
     return spec
 
 

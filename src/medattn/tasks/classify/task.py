@@ -1,9 +1,9 @@
 """Classification as a task of the engine: binary, multi-class, multi-label and ordinal labels, 2D and 3D.
 
 Data: a MedMNIST .npz, a class-per-folder tree or a CSV `path,label[,patient_id][,split]` (sources.py).
-Defaults (chosen by benchmarks/medmnist.py, README table): attn_resnet with CBAM in 2D, two blocks a stage;
-a stride-2 stem, narrower stages and SE in 3D; batch 64; cross-entropy with label smoothing 0.1; the best epoch
-on validation loss (on BreastMNIST's paired seeds it kept AUC .902 and raised ACC at 0.5 from .861 to .872).
+Defaults (chosen by benchmarks/medmnist.py, README table): the whole-image backbone of tasks/images.py; batch 64;
+cross-entropy with label smoothing 0.1; the best epoch on validation loss (on BreastMNIST's paired seeds it kept
+AUC .902 and raised ACC at 0.5 from .861 to .872).
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
 from medattn.config import RunConfig
 from medattn.data.images import ImageData, load_images
-from medattn.engine.inputs import InputSpec
 from medattn.errors import DataError
 from medattn.registry import TASKS
-from medattn.tasks.base import Pool, Task, TaskData, auto_epochs
+from medattn.tasks.base import TaskData, auto_epochs
 from medattn.tasks.classify.train_set import ClassTrainSet
+from medattn.tasks.images import DEFAULT_MODEL, DEFAULT_OPTIONS, ImageTask
 
-DEFAULT_MODEL = "attn_resnet"
-DEFAULT_OPTIONS = {
-    2: {"widths": [32, 64, 128], "depths": [2, 2, 2], "stem_stride": 1, "attention": "cbam"},
-    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
-}
 # epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]:
 # small sets get more passes (BreastMNIST's 546 images: 59 epochs), large ones at least 12 (PneumoniaMNIST's
 # 4,708: 12 epochs, under 10 minutes here with the 2D default)
@@ -34,11 +27,10 @@ BATCH = 64
 
 
 @TASKS.register("classification", tasks=(), description="one label (or several) per image: binary, multi-class, ...")
-class ClassificationTask(Task):
+class ClassificationTask(ImageTask):
     name = "classification"
     description = "one label (or several) per image"
     layouts = "a MedMNIST-layout .npz, a folder of class folders (optionally under train/val/test), a CSV path,label"
-    model_tag = "classification"
     fields = frozenset(
         {
             "data.labels",
@@ -55,17 +47,29 @@ class ClassificationTask(Task):
     fold_metric = "auc"
     summary_keys = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "f1_macro", "ece", "mae", "qwk")
     has_demo = True
+    recognition_order = 90
+    legacy_names = ("binary", "multiclass", "multilabel", "ordinal")
     predict_options = frozenset({"tta"})
 
     # -- data -------------------------------------------------------------------------------------------
     def recognises(self, path: Path) -> bool:
         return path.is_dir() or path.suffix.lower() in (".npz", ".csv")
 
+    def open_source(self, path: str, config: RunConfig):
+        from medattn.tasks.classify.sources import open_source
+
+        return open_source(path, labels=config.data.labels, class_names=config.data.class_names)
+
+    def strata(self, split):
+        from medattn.tasks.classify.sources import strata
+
+        return strata(split)
+
     def open(self, config: RunConfig):
-        from medattn.tasks.classify.sources import ensure_splits, open_source
+        from medattn.tasks.classify.sources import ensure_splits
 
         data = config.data
-        source = open_source(data.path, labels=data.labels, class_names=data.class_names)
+        source = self.open_source(data.path, config)
         source.notes += ensure_splits(
             source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
         )
@@ -88,9 +92,6 @@ class ClassificationTask(Task):
         )
 
     # -- configuration ------------------------------------------------------------------------------------
-    def default_model(self, spatial_dims: int) -> tuple[str, dict]:
-        return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
-
     def defaults(self, config: RunConfig, data: TaskData) -> dict:
         return {
             "train.batch_size": BATCH,
@@ -150,27 +151,15 @@ class ClassificationTask(Task):
         from medattn.tasks.classify.predict import decision_threshold
 
         source, images = data.source, data.extra["images"]
-        spec = InputSpec(
-            spatial_dims=data.spatial_dims,
-            channels=data.in_channels,
-            intensity=images.intensity,
-            size=images.size,
-            source_spacing=images.source_spacing,  # images are resized to `size`, not resampled to a spacing
-        )
         threshold, rule = decision_threshold(config, source.labels, images.val, model, device=device)
+        counts = {name: source.class_counts(name) for name in source.splits}
         return {
             "labels": source.labels,
             "class_names": source.class_names,
-            "input": spec.to_card(),
+            "input": self.input_card(data),
             "threshold": threshold,
             "threshold_rule": rule,
-            "training_data": {
-                "source": source.path,
-                "kind": source.kind,
-                "splits": {name: len(split) for name, split in source.splits.items()},
-                "class_counts": {name: source.class_counts(name) for name in source.splits},
-                "notes": data.notes,
-            },
+            "training_data": {**self.data_card(data), "class_counts": counts},
         }
 
     def summary(self, result: dict) -> str:
@@ -213,31 +202,6 @@ class ClassificationTask(Task):
         print_inspect(report)
 
     # -- cross-validation -------------------------------------------------------------------------------
-    def fold_pool(self, source) -> Pool:
-        from medattn.data.splits import Split
-        from medattn.tasks.classify.sources import strata
-
-        parts = [source.splits[name] for name in ("train", "val") if name in source.splits]
-        pooled = parts[0] if len(parts) == 1 else Split.join(*parts)
-        groups = None if pooled.patient_ids is None else np.asarray(pooled.patient_ids)
-        return Pool(len(pooled), strata(pooled), groups, items=pooled, unit="images")
-
-    def fold_source(self, source, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str):
-        from medattn.tasks.classify.sources import LabelledSource
-
-        splits = {"train": pool.items.subset(train), "val": pool.items.subset(held_out)}
-        if "test" in source.splits:
-            splits["test"] = source.splits["test"]
-        return LabelledSource(
-            path=source.path,
-            kind=source.kind,
-            labels=source.labels,
-            class_names=list(source.class_names),
-            splits=splits,
-            modality=source.modality,
-            notes=[*source.notes, note],
-        )
-
     def score_fold(self, run: Path, source) -> dict:
         from medattn.engine.loaded import load_run
         from medattn.tasks.classify.metrics import classification_metrics
@@ -251,16 +215,6 @@ class ClassificationTask(Task):
             prepared.y.numpy(), probs, task=member.labels, threshold=member.card.get("threshold"), ci=False
         )
         return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-    def spatial_dims(self, config: RunConfig) -> int:
-        from medattn.tasks.classify.sources import open_source
-
-        split = open_source(config.data.path, labels=config.data.labels).splits["train"]
-        if split.images is not None:
-            return split.images.ndim - 2  # (N, C, *spatial)
-        from medattn.data.readers import read_image
-
-        return read_image(split.paths[0])[0].ndim - 1  # (C, *spatial)
 
     # -- demo -------------------------------------------------------------------------------------------
     def demo(self, out: Path, *, say) -> RunConfig:

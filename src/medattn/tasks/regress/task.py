@@ -17,26 +17,20 @@ import numpy as np
 from medattn.config import RunConfig
 from medattn.data.image_batches import ImageTrainSet
 from medattn.data.images import load_images
-from medattn.engine.inputs import InputSpec
 from medattn.errors import DataError
 from medattn.registry import TASKS
-from medattn.tasks.base import Pool, Task, TaskData, auto_epochs
+from medattn.tasks.base import TaskData, auto_epochs
+from medattn.tasks.images import ImageTask
 
-DEFAULT_MODEL = "attn_resnet"
-DEFAULT_OPTIONS = {
-    2: {"widths": [32, 64, 128], "depths": [1, 1, 1], "stem_stride": 1, "attention": "cbam"},
-    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
-}
 AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 15, 80
 BATCH = 64
 
 
 @TASKS.register("regression", tasks=(), description="continuous targets per image")
-class RegressionTask(Task):
+class RegressionTask(ImageTask):
     name = "regression"
     description = "one or several continuous targets per image"
     layouts = "an .npz with continuous *_labels, a CSV path,<target columns> (--targets names them)"
-    model_tag = "classification"  # models that map an image to a vector: one output per target
     fields = frozenset({"data.targets", "data.size"})
     losses = ("mse", "huber")
     select_metrics = ("loss", "mae", "rmse", "r2")
@@ -45,6 +39,7 @@ class RegressionTask(Task):
     summary_keys = ("mae", "rmse", "r2", "pearson", "spearman")
     predict_options = frozenset({"tta"})
     has_demo = True
+    recognition_order = 20
 
     # -- data -------------------------------------------------------------------------------------------
     def recognises(self, path: Path) -> bool:
@@ -52,11 +47,21 @@ class RegressionTask(Task):
 
         return looks_like_targets(path)
 
+    def open_source(self, path: str, config: RunConfig):
+        from medattn.tasks.regress.sources import open_targets
+
+        return open_targets(path, targets=config.data.targets)
+
+    def strata(self, split):
+        from medattn.tasks.regress.sources import target_bins
+
+        return target_bins(split.labels)
+
     def open(self, config: RunConfig):
-        from medattn.tasks.regress.sources import ensure_splits, open_targets
+        from medattn.tasks.regress.sources import ensure_splits
 
         data = config.data
-        source = open_targets(data.path, targets=data.targets)
+        source = self.open_source(data.path, config)
         source.notes += ensure_splits(
             source, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=config.train.seed
         )
@@ -81,9 +86,6 @@ class RegressionTask(Task):
         )
 
     # -- configuration ------------------------------------------------------------------------------------
-    def default_model(self, spatial_dims: int) -> tuple[str, dict]:
-        return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
-
     def defaults(self, config: RunConfig, data: TaskData) -> dict:
         return {"train.batch_size": BATCH, "train.loss": "mse", "train.select_metric": "loss", "train.ema": 0.99}
 
@@ -111,25 +113,12 @@ class RegressionTask(Task):
         return {k: v for k, v in scores.items() if isinstance(v, int | float)}
 
     def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
-        source, images = data.source, data.extra["images"]
-        spec = InputSpec(
-            spatial_dims=data.spatial_dims,
-            channels=data.in_channels,
-            intensity=images.intensity,
-            size=images.size,
-            source_spacing=images.source_spacing,
-        )
         return {
-            "target_names": source.target_names,
+            "target_names": data.source.target_names,
             "target_mean": data.extra["mean"].tolist(),
             "target_std": data.extra["std"].tolist(),
-            "input": spec.to_card(),
-            "training_data": {
-                "source": source.path,
-                "kind": source.kind,
-                "splits": {name: len(split) for name, split in source.splits.items()},
-                "notes": data.notes,
-            },
+            "input": self.input_card(data),
+            "training_data": self.data_card(data),
         }
 
     def summary(self, result: dict) -> str:
@@ -180,49 +169,24 @@ class RegressionTask(Task):
             print(f"  patients in more than one split: {report['patients']['in_more_than_one_split']}")
 
     # -- cross-validation -------------------------------------------------------------------------------
-    def fold_pool(self, source) -> Pool:
-        from medattn.data.splits import Split
-        from medattn.tasks.regress.sources import target_bins
-
-        parts = [source.splits[name] for name in ("train", "val") if name in source.splits]
-        pooled = parts[0] if len(parts) == 1 else Split.join(*parts)
-        groups = None if pooled.patient_ids is None else np.asarray(pooled.patient_ids)
-        return Pool(len(pooled), target_bins(pooled.labels), groups, items=pooled, unit="images")
-
-    def fold_source(self, source, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str):
-        from dataclasses import replace
-
-        splits = {"train": pool.items.subset(train), "val": pool.items.subset(held_out)}
-        if "test" in source.splits:
-            splits["test"] = source.splits["test"]
-        return replace(source, splits=splits, notes=[*source.notes, note])
-
     def score_fold(self, run: Path, source) -> dict:
         from medattn.tasks.regress.report import score_split
 
         metrics = score_split(run, source, "val", tta=False)
         return {k: v for k, v in metrics.items() if k in self.summary_keys}
 
-    def spatial_dims(self, config: RunConfig) -> int:
-        from medattn.tasks.regress.sources import open_targets
-
-        split = open_targets(config.data.path, targets=config.data.targets).splits["train"]
-        if split.images is not None:
-            return split.images.ndim - 2
-        from medattn.data.readers import read_image
-
-        return read_image(split.paths[0])[0].ndim - 1
-
     # -- demo -------------------------------------------------------------------------------------------
     def demo(self, out: Path, *, say) -> RunConfig:
-        """Phantom images whose target is the lesion burden (lesion pixels per 1000): a size to estimate."""
+        """Phantom images whose target is the area of their organ (pixels per 1000): a size to estimate."""
         from medattn.tasks.regress.phantom import save_burden_npz
 
         data = out / "data" / "phantom_regression.npz"
-        say(f"writing 2D phantom images with their lesion burden (lesion pixels per 1000) to {data}")
+        say(f"writing 2D phantom images with their organ's area (pixels per 1000) as the target to {data}")
         save_burden_npz(data, n_train=600, n_val=150, n_test=250, size=32, seed=0)
         config = RunConfig(task=self.name)
         config.data.path = str(data)
+        name, options = self.default_model(2)
+        config.model.name, config.model.options = name, {**options, "depths": [1, 1, 1]}  # one block a stage: short
         config.train.epochs = 20
         return config
 

@@ -36,9 +36,11 @@ class SegmentationTask(Task):
     select_metrics = ("dice",)
     lower_is_better = frozenset({"loss", "hd95_mm"})
     item = "patches"
+    dense = True
     fold_metric = "dice"
     summary_keys = ("dice", "hd95_mm")
     has_demo = True
+    recognition_order = 10
     predict_options = frozenset({"tta", "out_dir", "overwrite"})
 
     # -- data -------------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""What whole-image tasks share (classification, regression): one output vector per image, images held in
+memory at one size, the default backbone, the input specification, and folds over pooled train and val images.
+
+A subclass gives `open_source(path, config)` (its reader, without carving splits) and `strata(split)` (what
+splits and folds stratify on, or None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+import numpy as np
+
+from medattn.config import RunConfig
+from medattn.engine.inputs import InputSpec
+from medattn.tasks.base import Pool, Task, TaskData
+
+# The default backbone and its options per dimension, chosen by benchmarks/medmnist.py (README table). 2D uses
+# CBAM (channel + spatial attention): on BreastMNIST it beat SE on each of 3 paired seeds (test AUC .898 vs .877),
+# and two blocks a stage beat one on each of 3 paired seeds (.902 vs .896). 3D starts with a stride-2 stem,
+# narrower stages and SE: a 28^3 volume has 28x the voxels of a 28^2 image, and SE costs almost nothing.
+DEFAULT_MODEL = "attn_resnet"
+DEFAULT_OPTIONS = {
+    2: {"widths": [32, 64, 128], "depths": [2, 2, 2], "stem_stride": 1, "attention": "cbam"},
+    3: {"widths": [16, 32, 64], "depths": [1, 1, 1], "stem_stride": 2, "attention": "se"},
+}
+
+
+class ImageTask(Task):
+    model_tag: ClassVar[str] = "classification"  # models that map an image to a vector
+
+    def open_source(self, path: str, config: RunConfig):
+        raise NotImplementedError
+
+    def strata(self, split) -> np.ndarray | None:
+        return None
+
+    def default_model(self, spatial_dims: int) -> tuple[str, dict]:
+        return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
+
+    def input_card(self, data: TaskData) -> dict:
+        images = data.extra["images"]
+        spec = InputSpec(
+            spatial_dims=data.spatial_dims,
+            channels=data.in_channels,
+            intensity=images.intensity,
+            size=images.size,
+            source_spacing=images.source_spacing,  # images are resized to `size`, not resampled to a spacing
+        )
+        return spec.to_card()
+
+    def data_card(self, data: TaskData) -> dict:
+        source = data.source
+        return {
+            "source": source.path,
+            "kind": source.kind,
+            "splits": {name: len(split) for name, split in source.splits.items()},
+            "notes": data.notes,
+        }
+
+    def fold_pool(self, source) -> Pool:
+        from medattn.data.splits import Split
+
+        parts = [source.splits[name] for name in ("train", "val") if name in source.splits]
+        pooled = parts[0] if len(parts) == 1 else Split.join(*parts)
+        groups = None if pooled.patient_ids is None else np.asarray(pooled.patient_ids)
+        return Pool(len(pooled), self.strata(pooled), groups, items=pooled, unit="images")
+
+    def fold_source(self, source, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str):
+        splits = {"train": pool.items.subset(train), "val": pool.items.subset(held_out)}
+        if "test" in source.splits:
+            splits["test"] = source.splits["test"]
+        return replace(source, splits=splits, notes=[*source.notes, note])
+
+    def spatial_dims(self, config: RunConfig) -> int:
+        split = self.open_source(config.data.path, config).splits["train"]
+        if split.images is not None:
+            return split.images.ndim - 2  # (N, C, *spatial)
+        from medattn.data.readers import read_image
+
+        return read_image(split.paths[0])[0].ndim - 1  # (C, *spatial)
