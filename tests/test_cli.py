@@ -84,6 +84,18 @@ def test_models_json_lists_every_model_with_parameters():
     names = {row["name"]: row["parameters"] for row in out["models"]}
     assert {"cnn", "resnet18", "attn_resnet", "hybrid", "vit"} <= set(names)
     assert names["resnet18"] == pytest.approx(11.17e6, rel=0.002)
+    tasks = {row["name"]: row["tasks"] for row in out["models"]}
+    assert tasks["attn_resnet"] == ["classification", "regression"]
+    assert tasks["attention_unet"] == ["segmentation"]
+
+
+def test_tasks_json_lists_the_registered_tasks():
+    out = json.loads(medattn("tasks", "--json").stdout)
+    rows = {row["name"]: row for row in out["tasks"]}
+    assert set(rows) == {"classification", "regression", "segmentation"}
+    assert "dice_ce" in rows["segmentation"]["losses"]
+    assert "data.patch" in rows["segmentation"]["options"]
+    assert "attn_resnet" in rows["regression"]["models"]
 
 
 def test_unknown_model_name_suggests_close_matches(trained, tmp_path):
@@ -111,6 +123,10 @@ def test_existing_run_needs_resume_or_force(trained):
         (["train", "--data", "{tmp}/nothing.npz", "--out", "{tmp}/r2"], "does not exist"),
         (["train", "--data", "{data}", "--out", "{tmp}/r3", "--size", "big"], "--size"),
         (["train", "--data", "{data}", "--out", "{tmp}/r4", "--loss", "hinge"], "train.loss"),
+        (["train", "--data", "{data}", "--out", "{tmp}/r6", "--loss", "dice_ce"], "not a classification loss"),
+        (["train", "--data", "{data}", "--out", "{tmp}/r7", "--patch", "16"], "data.patch (--patch)"),
+        (["train", "--data", "{data}", "--out", "{tmp}/r8", "--task", "segmentaton"], "did you mean segmentation"),
+        (["predict", "{run}", "{tmp}/missing.png", "--out-dir", "{tmp}"], "--out-dir means nothing"),
         (["train", "--data", "{tmp}/empty", "--out", "{tmp}/r5"], "empty folder"),
         (["evaluate", "{run}", "--data", "{data}", "--split", "holdout"], "no 'holdout' split"),
         (["predict", "{run}", "{tmp}/missing.png"], "no such file"),

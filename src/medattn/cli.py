@@ -52,7 +52,6 @@ def _configured(config: Path | None, overrides: dict, *, model: str | None):
     every flag checked against it before any data is read."""
     from medattn.config import RunConfig, load_config
     from medattn.tasks import task_for_config
-    from medattn.tasks.base import check_fields
 
     cfg = load_config(config) if config else RunConfig()
     _apply(cfg, overrides)
@@ -61,7 +60,7 @@ def _configured(config: Path | None, overrides: dict, *, model: str | None):
     cfg = RunConfig.from_dict(cfg.to_dict())
     task = task_for_config(cfg)
     cfg.task = task.name
-    check_fields(cfg, task)
+    task.check(cfg)
     if cfg.model.name is not None:
         import medattn.models  # noqa: F401  (registers the models, so a bad name fails before any work)
         from medattn.errors import ConfigError

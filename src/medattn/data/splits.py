@@ -53,35 +53,45 @@ class Split:
 
 
 def carve_splits(
-    splits: dict[str, Split],
+    splits: dict,
     *,
-    strata: Callable[[Split], np.ndarray | None],
+    strata: Callable | None = None,
+    groups: Callable | None = None,
     val_fraction: float,
     test_fraction: float,
     seed: int,
     where: str,
+    unit: str = "images",
 ) -> list[str]:
-    """Carve missing test, then val, splits out of train in place. Returns notes for the model card."""
+    """Carve missing test, then val, splits out of train in place; for every task. Returns notes for the card.
+
+    A split is a `Split` or a list of cases: `strata(split)` gives what to stratify on (or None), `groups(split)`
+    the patient ids to keep together (or None); by default a Split's own patient ids.
+    """
     notes = []
     for name, fraction in (("test", test_fraction), ("val", val_fraction)):
         if name in splits or fraction <= 0:
             continue
         train = splits["train"]
-        keep, held, how = holdout(strata(train), train.patient_ids, fraction, seed, where=where)
-        splits["train"], splits[name] = train.subset(keep), train.subset(held)
-        notes.append(f"{name} split: {len(held)} images carved from train ({fraction:.0%}, {how})")
+        ids = groups(train) if groups is not None else train.patient_ids
+        classes = strata(train) if strata is not None else None
+        keep, held, how = holdout(classes, ids, fraction, seed, where=where, n=len(train), unit=unit)
+        if isinstance(train, list):
+            splits["train"], splits[name] = [train[i] for i in keep], [train[i] for i in held]
+        else:
+            splits["train"], splits[name] = train.subset(keep), train.subset(held)
+        notes.append(f"{name} split: {len(held)} {unit} carved from train ({fraction:.0%}, {how})")
     return notes
 
 
 def holdout(
-    strata: np.ndarray | None, groups, fraction: float, seed: int, *, where: str
+    strata: np.ndarray | None, groups, fraction: float, seed: int, *, where: str, n: int, unit: str = "images"
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """(kept, held-out) indices holding out `fraction`, stratified and grouped where possible; and how."""
+    """(kept, held-out) indices of n items holding out `fraction`, stratified and grouped where possible; and how."""
     from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
 
-    n = len(strata) if strata is not None else len(groups) if groups is not None else 0
     if n < 4:
-        raise DataError(f"{where}: only {n} training images: too few to carve validation and test splits")
+        raise DataError(f"{where}: only {n} training {unit}: too few to carve validation and test splits")
     zeros = np.zeros(n)
     if groups is not None:
         groups = np.asarray(groups)
@@ -100,6 +110,6 @@ def holdout(
         keep, held = next(ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(zeros))
         return keep, held, "random"
     if np.bincount(strata).min() < 2:
-        raise DataError(f"{where}: a class has fewer than 2 images: cannot carve a stratified validation split")
+        raise DataError(f"{where}: a class has fewer than 2 {unit}: cannot carve a stratified validation split")
     keep, held = next(StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(zeros, strata))
     return keep, held, "stratified"

@@ -8,7 +8,7 @@ from pathlib import Path
 from medattn.errors import ConfigError
 from medattn.runs import read_json, require_run
 
-HEAD_PREFIX = "head."
+HEAD_PREFIX = ("head.", "aux_heads.")  # output layers: sized by the classes, never copied
 
 
 def load_backbone(model, init_run: str | Path, *, name: str, options: dict, spatial_dims: int) -> int:

@@ -152,7 +152,7 @@ class Task:
 
         config = RunConfig.from_dict(config.to_dict())
         config.task = self.name
-        check_fields(config, self)
+        self.check(config)
         if config.model.name is None:  # the task's default model, with its default options unless some are given
             name, options = self.default_model(data.spatial_dims)
             config.model.name, config.model.options = name, config.model.options or options
@@ -163,18 +163,23 @@ class Task:
             section, name = key.split(".")
             if getattr(getattr(config, section), name) is None:
                 setattr(getattr(config, section), name, value)
-        if config.train.loss not in self.losses:
-            raise ConfigError(f"train.loss {config.train.loss!r} is not a {self.name} loss ({', '.join(self.losses)})")
-        if config.train.select_metric not in self.select_metrics:
-            raise ConfigError(
-                f"train.select_metric {config.train.select_metric!r}: {self.name} chooses the best epoch on one of "
-                f"{', '.join(self.select_metrics)}"
-            )
         modality = config.data.modality if config.data.modality != "auto" else data.modality
         config.data.augment = resolve_augment(config.data.augment, spatial_dims=data.spatial_dims, modality=modality)
         if config.train.epochs == 0:
             config.train.epochs = self.auto_epochs(config, data, train_set)
         return config
+
+    def check(self, config: RunConfig) -> None:
+        """Before any data is read: the options the user set mean something to this task, and its names are its."""
+        check_fields(config, self)
+        if config.train.loss is not None and config.train.loss not in self.losses:
+            raise ConfigError(f"train.loss {config.train.loss!r} is not a {self.name} loss ({', '.join(self.losses)})")
+        metric = config.train.select_metric
+        if metric is not None and metric not in self.select_metrics:
+            raise ConfigError(
+                f"train.select_metric {metric!r}: {self.name} chooses the best epoch on one of "
+                f"{', '.join(self.select_metrics)}"
+            )
 
     # -- training -----------------------------------------------------------------------------------------
     def train_set(self, config: RunConfig, data: TaskData) -> TrainSet:

@@ -22,10 +22,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from medattn.data.manifest import SPLITS, csv_header, read_manifest
 from medattn.data.readers import SUPPORTED_SUFFIXES
+from medattn.data.splits import carve_splits
 from medattn.errors import DataError
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: case_0000, case_0001, ...
@@ -229,19 +228,16 @@ def ensure_case_splits(
     source: SegmentationSource, *, val_fraction: float, test_fraction: float, seed: int
 ) -> list[str]:
     """Carve missing test and val splits from train by case, or by patient when every case has an id."""
-    notes = []
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if name in source.splits or fraction <= 0:
-            continue
-        train = source.splits["train"]
-        grouped = all(c.patient_id for c in train)
-        groups = sorted({c.patient_id if grouped else c.name for c in train})
-        if len(groups) < 3:
-            raise DataError(f"{source.path}: only {len(groups)} training case(s): too few to carve a {name} split")
-        order = np.random.default_rng([seed, SPLITS.index(name)]).permutation(len(groups))
-        held = {groups[i] for i in order[: max(1, round(fraction * len(groups)))]}
-        source.splits[name] = [c for c in train if (c.patient_id if grouped else c.name) in held]
-        source.splits["train"] = [c for c in train if (c.patient_id if grouped else c.name) not in held]
-        unit = "patients" if grouped else "cases"
-        notes.append(f"{name} split: {len(held)} {unit} ({len(source.splits[name])} cases) carved from train")
-    return notes
+
+    def patients(cases: list[Case]):
+        return [c.patient_id for c in cases] if all(c.patient_id for c in cases) else None
+
+    return carve_splits(
+        source.splits,
+        groups=patients,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        where=source.path,
+        unit="cases",
+    )
