@@ -167,6 +167,27 @@ def test_predict_real_dicom_files_and_refuse_a_volume(trained):
     assert "anatomical.nii: a 3D volume of shape [33, 41, 25], but the model is 2D" in result.stderr
 
 
+def test_predict_picks_one_series_of_a_folder_with_several(trained, tmp_path):
+    import shutil
+
+    import pydicom
+
+    root, _, _ = trained
+    series = SHARED / "dicom" / "tcia_brain_tumor_progression_PGBM-003"
+    for source in (series / "T1post" / "000000.dcm", series / "HippoCrop" / "1.dcm"):
+        shutil.copy(source, tmp_path / f"{source.parent.name}.dcm")
+    uid = str(pydicom.dcmread(tmp_path / "T1post.dcm", stop_before_pixels=True).SeriesInstanceUID)
+    refused = medattn("predict", root / "run", tmp_path, check=False)
+    assert refused.returncode == 2
+    assert "holds 2 series" in refused.stderr
+    assert "pick one with --series UID" in refused.stderr
+    assert f"{uid} (" in refused.stderr  # each series listed with its description, modality and size
+    picked = json.loads(medattn("predict", root / "run", tmp_path, "--series", uid, "--json").stdout)
+    assert len(picked["predictions"]) == 1  # one slice of the chosen series: a 2D image the 2D model takes
+    wrong = medattn("predict", root / "run", tmp_path / "T1post.dcm", "--series", uid, check=False)
+    assert "picks a series inside a DICOM folder" in wrong.stderr
+
+
 @pytest.mark.slow
 def test_demo_trains_evaluates_and_says_where(tmp_path):
     out = tmp_path / "demo"

@@ -372,3 +372,40 @@ def test_init_transfers_a_segmenter_with_a_fresh_head(trained, phantom, tmp_path
     config.model.options = {"channels": [8, 16]}  # another architecture
     with pytest.raises(ConfigError, match="do not match"):
         fit(config, prepare_run_dir(tmp_path / "other", resume=False, force=False))
+
+
+def test_a_csv_of_volumes_stored_in_mixed_types_trains_whatever_comes_first(shared_data, tmp_path):
+    """MSD Hippocampus stores some volumes as float32 and others as uint8: the recipe comes from all of them."""
+    root = shared_data / "msd_hippocampus"
+    spec = json.loads((root / "dataset.json").read_text())
+    pairs = [(root / e["image"], root / e["label"]) for e in spec["training"][:40]]
+    kinds = {p: nib.load(str(p[0])).get_data_dtype().kind for p in pairs}
+    floats = [p for p in pairs if kinds[p] == "f"][:5]
+    integers = [p for p in pairs if kinds[p] != "f"][:5]
+    assert floats
+    assert integers
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("image,mask\n" + "".join(f"{a},{b}\n" for a, b in floats + integers))  # a float32 first
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("model: {name: unet, options: {channels: [8, 16]}}\ntrain: {threads: 1, batch_size: 2}\n")
+    run = tmp_path / "run"
+    result = _medattn("train", "--data", manifest, "--out", run, "--epochs", "1", "--config", tiny, "--json")
+    assert any("stored as float32, uint8: intensity mode minmax" in note for note in result["notes"])
+    metrics = _medattn("evaluate", run, "--json")
+    assert metrics["n"] == 2
+    masks = _medattn("predict", run, floats[0][0], integers[0][0], "--out-dir", tmp_path / "masks", "--json")
+    assert len(masks["predictions"]) == 2
+
+
+def test_every_intensity_mode_gives_float32_whatever_the_stored_type():
+    from medattn.data.preprocess import choose_intensity, to_unit
+
+    assert choose_intensity("auto", [np.dtype("uint8"), np.dtype("float32")]).mode == "minmax"
+    assert choose_intensity("auto", [np.dtype("uint8")]).mode == "scale"
+    assert choose_intensity("mr", ["float32", "uint8"]).mode == "mr"
+    for mode in ("scale", "ct", "mr", "minmax"):
+        for dtype in (np.uint8, np.int16, np.float32, np.float64):
+            image = (np.random.default_rng(0).random((1, 6, 7)) * 100).astype(dtype)
+            intensity = choose_intensity("auto", dtype)
+            intensity.mode = mode
+            assert to_unit(image, intensity).dtype == np.float32, (mode, dtype)

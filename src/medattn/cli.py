@@ -197,6 +197,7 @@ def predict(
         None, "--out-dir", help="tasks that write files (masks): where (default RUN/predictions)"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="tasks that write files: replace those already there"),
+    series: str = typer.Option(None, "--series", help="SeriesInstanceUID: the series to read in DICOM folders"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -209,7 +210,7 @@ def predict(
     for option, used in given.items():
         if used and option not in task.predict_options:
             raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
-    result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite)
+    result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
 

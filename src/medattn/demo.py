@@ -50,7 +50,7 @@ def run_demo(out: Path, *, force: bool, verbose: bool = True) -> dict:
         entry.update({k: metrics[k] for k in HEADLINE if k in metrics})
         files = task.demo_files(config)
         if files:
-            predicted = task.predict(run, files, tta=False, out_dir=run / "predictions", overwrite=False)
+            predicted = task.predict(run, files, tta=False, out_dir=run / "predictions", overwrite=False, series=None)
             entry["prediction"] = predicted["predictions"][0]
         summary[task.name] = entry
     summary["outputs"] = str(out.resolve())

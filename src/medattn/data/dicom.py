@@ -268,7 +268,15 @@ def read_dicom_file(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
 
 
 def _listing(series: dict[str, list]) -> str:
-    return "; ".join(f"{uid or '(no SeriesInstanceUID)'} ({len(items)} files)" for uid, items in sorted(series.items()))
+    """Each series as a person picks one: its description, modality, size and UID."""
+    rows = []
+    for uid, items in sorted(series.items()):
+        header = items[0][1]
+        description = str(header.get("SeriesDescription", "") or "").strip() or "no description"
+        modality = str(header.get("Modality", "") or "?")
+        size = f"{header.get('Rows', '?')}x{header.get('Columns', '?')}"
+        rows.append(f"{uid or '(no SeriesInstanceUID)'} ({description}, {modality}, {len(items)} file(s) of {size})")
+    return "; ".join(rows)
 
 
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> tuple[np.ndarray, ImageMeta]:
@@ -292,7 +300,10 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> t
             raise ReadError(folder, f"no series {series_uid!r} here; series found: {_listing(series)}")
         chosen = series[series_uid]
     elif len(series) > 1:
-        raise ReadError(folder, f"holds {len(series)} series: {_listing(series)}; pass series_uid= to pick one")
+        raise ReadError(
+            folder,
+            f"holds {len(series)} series: {_listing(series)}; pick one with --series UID (series_uid= in Python)",
+        )
     else:
         chosen = next(iter(series.values()))
     return read_dicom_file(chosen[0][0]) if len(chosen) == 1 else _stack(folder, chosen)

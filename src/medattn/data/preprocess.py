@@ -46,24 +46,31 @@ class Intensity:
 
 
 def choose_intensity(
-    modality: str, dtype: np.dtype, *, window: list[float] | None = None, dicom_modality: str | None = None
+    modality: str, dtypes, *, window: list[float] | None = None, dicom_modality: str | None = None
 ) -> Intensity:
-    """Pick the mode for a configured modality ("auto" looks at the DICOM modality and the pixel type)."""
+    """Pick the mode for a configured modality ("auto" looks at the DICOM modality and the pixel types).
+
+    `dtypes` is the stored type of the training images (one, or every one seen): a set that mixes types (MSD
+    Hippocampus stores some volumes as uint8 and others as float32) has no one type maximum to divide by, so
+    "auto" maps each image between its own percentiles (minmax) rather than trusting the first file's type.
+    """
     if modality not in (*MODALITY_MODES, "auto"):
         raise ConfigError(f"data.modality {modality!r} is not one of auto, {', '.join(MODALITY_MODES)}")
+    kinds = {np.dtype(d) for d in (dtypes if isinstance(dtypes, list | tuple | set | frozenset) else [dtypes])}
+    dtype = kinds.pop() if len(kinds) == 1 else np.dtype(np.float32)  # mixed types: treated as floats
     mode = MODALITY_MODES.get(modality)
     if mode is None:  # auto
         if dicom_modality == "CT":
             mode = "ct"
         elif dicom_modality == "MR":
             mode = "mr"
-        elif np.dtype(dtype) in (np.uint8, np.uint16):
+        elif dtype in (np.uint8, np.uint16):
             mode = "scale"
         else:
             mode = "minmax"
-    if mode == "scale" and np.dtype(dtype).kind not in "ui":
+    if mode == "scale" and dtype.kind not in "ui":
         mode = "minmax"  # floats have no type maximum to divide by
-    scale = 1.0 / float(np.iinfo(dtype).max) if np.dtype(dtype).kind in "ui" else 1.0
+    scale = 1.0 / float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
     return Intensity(mode=mode, scale=scale, window=tuple(window) if window else DEFAULT_CT_WINDOW)
 
 
@@ -75,13 +82,13 @@ def to_unit(image: np.ndarray, intensity: Intensity) -> np.ndarray:
     if intensity.mode == "ct":
         center, width = intensity.window
         low = center - width / 2
-        return np.clip((x - low) / width, 0.0, 1.0)
+        return np.clip((x - low) / width, 0.0, 1.0).astype(np.float32, copy=False)
     if intensity.mode == "mr":
         foreground = x[x != 0]
         values = foreground if foreground.size > 10 else x.ravel()
-        return (x - values.mean()) / (values.std() + 1e-6)
-    low, high = np.percentile(x, [0.5, 99.5])
-    return np.clip((x - low) / (high - low + 1e-6), 0.0, 1.0)
+        return ((x - float(values.mean())) / (float(values.std()) + 1e-6)).astype(np.float32, copy=False)
+    low, high = (float(v) for v in np.percentile(x, [0.5, 99.5]))  # Python floats keep the result float32
+    return np.clip((x - low) / (high - low + 1e-6), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def resize(batch, size: list[int] | tuple[int, ...] | None):

@@ -18,7 +18,7 @@ import numpy as np
 from medattn.data.meta import ImageMeta
 from medattn.data.nifti import NIFTI_SUFFIXES
 from medattn.data.raster import RASTER_SUFFIXES
-from medattn.errors import ReadError
+from medattn.errors import ConfigError, ReadError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SUPPORTED_SUFFIXES = (*DICOM_SUFFIXES, *NIFTI_SUFFIXES, *RASTER_SUFFIXES)
@@ -35,7 +35,7 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
     if path.is_dir():
         return dicom.read_dicom_series(path, series_uid=series_uid)
     if series_uid is not None:  # silently ignoring it would hand back a different series than asked for
-        raise ValueError(f"{path}: series_uid= picks a series inside a DICOM folder; this is a file")
+        raise ConfigError(f"{path}: --series (series_uid=) picks a series inside a DICOM folder; this is a file")
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return nifti.read_nifti(path)

@@ -222,7 +222,10 @@ class Task:
     def evaluate(self, run: Path, *, data: str | None, split: str, tta: bool) -> dict:
         raise NotImplementedError
 
-    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+    def predict(
+        self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
+    ) -> dict:
+        """Predict on image files or DICOM series folders (`series` picks one series in a folder of several)."""
         raise NotImplementedError
 
     def print_report(self, metrics: dict) -> None:

@@ -35,7 +35,7 @@ def decision_threshold(config, labels: str, val, model, *, device) -> tuple[floa
     return float(threshold_for_sensitivity(truth, scores, value)), f"sensitivity >= {value} on validation"
 
 
-def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False) -> dict:
+def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False, series: str | None = None) -> dict:
     """Class and probabilities of each file, from a run or the mean of a fold ensemble's members."""
     from medattn.data.readers import read_image
     from medattn.engine.loaded import tta_flips
@@ -44,7 +44,7 @@ def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False) 
     run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     rows = []
     for file in files:
-        raw, meta = read_image(file)
+        raw, meta = read_image(file, series_uid=series)
         probs = []
         for member in run.members:  # each prepares the image with its own card
             spec = member.spec

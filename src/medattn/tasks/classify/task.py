@@ -175,10 +175,12 @@ class ClassificationTask(ImageTask):
 
         return evaluate_run(run, data=data, split=split, tta=tta)
 
-    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+    def predict(
+        self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
+    ) -> dict:
         from medattn.tasks.classify.predict import predict_files
 
-        return predict_files(run, files, tta=tta)
+        return predict_files(run, files, tta=tta, series=series)
 
     def print_report(self, metrics: dict) -> None:
         from medattn.tasks.classify.report import print_report

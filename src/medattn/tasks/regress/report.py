@@ -89,7 +89,7 @@ def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool, task) -> d
     return metrics
 
 
-def predict_files(run_dir, files: list[Path], *, tta: bool) -> dict:
+def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None = None) -> dict:
     from medattn.data.readers import read_image
     from medattn.engine.loaded import tta_flips
     from medattn.tasks.regress.task import predict_values
@@ -99,7 +99,7 @@ def predict_files(run_dir, files: list[Path], *, tta: bool) -> dict:
     names = run.members[0].card["target_names"]
     rows = []
     for file in files:
-        raw, meta = read_image(file)
+        raw, meta = read_image(file, series_uid=series)
         values = []
         for member in run.members:
             spec, card = member.spec, member.card

@@ -137,10 +137,12 @@ class RegressionTask(ImageTask):
 
         return evaluate_run(run, data=data, split=split, tta=tta, task=self)
 
-    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+    def predict(
+        self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
+    ) -> dict:
         from medattn.tasks.regress.report import predict_files
 
-        return predict_files(run, files, tta=tta)
+        return predict_files(run, files, tta=tta, series=series)
 
     def print_report(self, metrics: dict) -> None:
         from medattn.tasks.regress.report import print_report

@@ -133,7 +133,10 @@ def load_segmentation_data(config: RunConfig, source: SegmentationSource | None 
     first = train[0]
     dims = first.spatial_dims
     wanted = data.modality if data.modality != "auto" else source.modality
-    intensity = choose_intensity(wanted, first.image.dtype, window=data.window, dicom_modality=first.meta.modality)
+    dtypes = sorted({str(item.image.dtype) for item in train})  # every training case's, not the first file's
+    intensity = choose_intensity(wanted, dtypes, window=data.window, dicom_modality=first.meta.modality)
+    if len(dtypes) > 1:
+        notes.append(f"training images are stored as {', '.join(dtypes)}: intensity mode {intensity.mode}")
     spacings = [tuple(item.meta.spacing[:dims]) for item in train]
     spacing = target_spacing(data.spacing or "auto", spacings, dims)
     shapes = [resampled_shape(item.mask.shape, item.meta.spacing[:dims], spacing) for item in train]

@@ -43,7 +43,7 @@ def inspect_segmentation(path: str, *, progress=iter) -> dict:
         dtypes[str(item.image.dtype)] += 1
         if len(values) < STAT_SAMPLE:
             image = item.image.astype(np.float64)
-            values.append((image.min(), image.max(), image.mean(), image.std()))
+            values.append((float(image.min()), float(image.max()), float(image.mean()), float(image.std())))
     total = sum(voxels.values())
     names = source.class_names
     label_name = {k: (names[k] if names and k < len(names) else str(k)) for k in voxels}

@@ -31,7 +31,13 @@ def label_volumes(labels: np.ndarray, spacing, class_names: list[str]) -> tuple[
 
 
 def predict_masks(
-    run_dir: str | Path, files: list[Path], *, out_dir: Path | None = None, overwrite: bool = False, tta: bool = False
+    run_dir: str | Path,
+    files: list[Path],
+    *,
+    out_dir: Path | None = None,
+    overwrite: bool = False,
+    tta: bool = False,
+    series: str | None = None,
 ) -> dict:
     """Masks of `files` from a run, or from the mean softmax of a fold ensemble; with `tta`, test-time flips."""
     from medattn.data.readers import read_image, write_image
@@ -50,7 +56,7 @@ def predict_masks(
         raise RunDirError(f"{existing[0]} already exists ({len(existing)} mask(s) in all); pass --overwrite to replace")
     rows = []
     for file, target in zip(files, targets, strict=True):
-        image, meta = read_image(file)
+        image, meta = read_image(file, series_uid=series)
         labels = ensemble_segment(run.members, image, meta, device=device, where=str(file), tta=tta)
         spacing = meta.spacing[: labels.ndim]
         stored = labels.reshape(image.shape[1:])  # a one-slice NIfTI keeps its slice axis

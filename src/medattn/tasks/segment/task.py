@@ -149,10 +149,12 @@ class SegmentationTask(Task):
 
         return evaluate_segmentation(run, data=data, split=split, tta=tta)
 
-    def predict(self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool) -> dict:
+    def predict(
+        self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
+    ) -> dict:
         from medattn.tasks.segment.predict import predict_masks
 
-        return predict_masks(run, files, out_dir=out_dir, overwrite=overwrite, tta=tta)
+        return predict_masks(run, files, out_dir=out_dir, overwrite=overwrite, tta=tta, series=series)
 
     def print_report(self, metrics: dict) -> None:
         from medattn.tasks.segment.report import print_segmentation_report
