@@ -155,16 +155,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not found at {SHARED}")
-def test_predict_real_dicom_files_and_refuse_a_volume(trained):
+def test_predict_real_dicom_files_and_a_volume_slice_by_slice(trained):
     root, _, _ = trained
     files = [SHARED / "dicom" / "pydicom_testfiles" / n for n in ("MR_small.dcm", "CT_small.dcm")]
     out = json.loads(medattn("predict", root / "run", *files, "--json").stdout)
     assert [row["modality"] for row in out["predictions"]] == ["MR", "CT"]
     assert all(sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for row in out["predictions"])
-    volume = SHARED / "nifti" / "nibabel_testdata" / "anatomical.nii"
-    result = medattn("predict", root / "run", volume, check=False)
-    assert result.returncode == 2
-    assert "anatomical.nii: a 3D volume of shape [33, 41, 25], but the model is 2D" in result.stderr
+    volume = SHARED / "nifti" / "nibabel_testdata" / "anatomical.nii"  # (33, 41, 25), 3 x 3 x 3 mm
+    [row] = json.loads(medattn("predict", root / "run", volume, "--json").stdout)["predictions"]
+    slices = row["slices"]  # a 2D model reads a volume slice by slice, as nnU-Net's 2d configuration does
+    assert slices["axis"] == 2  # equal spacing: the axis with the fewest voxels
+    assert slices["count"] == 25 == len(slices["per_slice"])
+    mean = np.mean([s["1"] for s in slices["per_slice"]])
+    assert row["probabilities"]["1"] == pytest.approx(mean, abs=1e-6)  # the volume's decision: the mean
+    assert slices["max_probabilities"]["1"] >= mean
 
 
 def test_predict_picks_one_series_of_a_folder_with_several(trained, tmp_path):

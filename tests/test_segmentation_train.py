@@ -17,7 +17,7 @@ from medattn.config import RunConfig, load_config
 from medattn.data.phantom import make_segmentation_set
 from medattn.data.readers import read_image
 from medattn.engine.trainer import fit
-from medattn.errors import ConfigError, DataError, RunDirError
+from medattn.errors import ConfigError, RunDirError
 from medattn.runs import prepare_run_dir
 from medattn.tasks import get_task
 from medattn.tasks.base import auto_epochs
@@ -117,12 +117,19 @@ def test_predict_writes_png_masks_and_never_overwrites(trained, phantom, tmp_pat
     predict_masks(run, files[:1], out_dir=tmp_path, overwrite=True)
 
 
-def test_2d_run_refuses_a_volume_naming_the_file(trained, tmp_path):
+def test_2d_run_segments_a_volume_slice_by_slice(trained, tmp_path):
     run, _ = trained
     volume = tmp_path / "volume.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((30, 30, 12), np.float32), np.eye(4)), str(volume))
-    with pytest.raises(DataError, match=r"volume\.nii\.gz: a 3D volume of shape \[30, 30, 12\], but the model is 2D"):
-        predict_masks(run, [volume], out_dir=tmp_path / "out")
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])  # thick slices along the last axis
+    image = np.zeros((30, 30, 12), np.float32)
+    image[8:20, 10:22, :] = 200.0
+    nib.save(nib.Nifti1Image(image, affine), str(volume))
+    [row] = predict_masks(run, [volume], out_dir=tmp_path / "out")["predictions"]
+    assert row["slice_axis"] == 2
+    written = nib.load(row["mask"])
+    assert written.shape == (30, 30, 12)
+    np.testing.assert_allclose(written.affine, affine)
+    assert row["unit"] == "ml"  # one volume: its labels measured in ml with the input's spacing
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(phantom, tmp_path, monkeypatch):

@@ -32,6 +32,25 @@ class InputSpec:
     def sliding(self) -> bool:
         return self.patch is not None
 
+    def is_volume_for_slices(self, image: np.ndarray) -> bool:
+        """A volume (C, X, Y, Z) given to a 2D model, which then reads it slice by slice (a one-slice NIfTI, with a
+        last axis of 1, is a 2D image and is not sliced)."""
+        spatial = image.shape[1:]
+        return self.spatial_dims == 2 and len(spatial) == 3 and spatial[-1] != 1
+
+    def slices(self, image: np.ndarray, meta: ImageMeta | None) -> tuple[int, list[tuple[np.ndarray, ImageMeta]]]:
+        """(axis, [(slice (C, a, b), its meta)]) of a volume for a 2D model, cut along `slice_axis`'s choice."""
+        spacing = meta.spacing[:3] if meta is not None else (1.0, 1.0, 1.0)
+        axis = slice_axis(spacing, image.shape[1:])
+        plane = [a for a in range(3) if a != axis]
+        in_plane = tuple(spacing[a] for a in plane)
+        affine = np.diag([*in_plane, 1.0, 1.0])
+        views = []
+        for index in range(image.shape[1 + axis]):
+            cut = np.take(image, index, axis=1 + axis)  # (C, a, b)
+            views.append((cut, ImageMeta(spacing=in_plane, affine=affine, modality=getattr(meta, "modality", "OT"))))
+        return axis, views
+
     def to_card(self) -> dict:
         card = {
             "layout": "channel-first (C, H, W) or (C, D, H, W)",
@@ -65,6 +84,16 @@ class InputSpec:
             channel_names=given.get("channel_names"),
             source_spacing=given.get("source_spacing_mm"),
         )
+
+    def batch(self, image: np.ndarray, meta: ImageMeta | None, *, where: str):
+        """(int | None, (N, C, *spatial') tensor): the image prepared as one input, or, for a volume given to a 2D
+        model, its slices along `slice_axis` as N inputs (with that axis)."""
+        import torch
+
+        if not self.is_volume_for_slices(image):
+            return None, self.prepare(image, meta, where=where)[None]
+        axis, views = self.slices(image, meta)
+        return axis, torch.stack([self.prepare(cut, cut_meta, where=where) for cut, cut_meta in views])
 
     def fit(self, image: np.ndarray, *, where: str) -> np.ndarray:
         """The image with the model's dimensions and channels, or an error naming the file.
@@ -102,3 +131,9 @@ class InputSpec:
 
         spacing = meta.spacing[: self.spatial_dims] if meta is not None else [1.0] * self.spatial_dims
         return resample_image(image, spacing, self.intensity, self.spacing)
+
+
+def slice_axis(spacing, shape) -> int:
+    """The axis a volume is cut along for a 2D model: the one with the coarsest spacing (how most scans are
+    acquired, slice by slice), ties broken by the fewest voxels, then the last axis (NIfTI's usual slice axis)."""
+    return min(range(3), key=lambda a: (-round(float(spacing[a]), 3), shape[a], -a))

@@ -45,13 +45,24 @@ def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False, 
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        probs = []
+        probs, axis = [], None
         for member in run.members:  # each prepares the image with its own card
             spec = member.spec
-            x = spec.prepare(raw, meta, where=str(file))[None]
+            axis, x = spec.batch(raw, meta, where=str(file))  # one image, or a volume's slices for a 2D model
             flips = tta_flips(member.config, spec.spatial_dims) if tta else None
-            probs.append(predict_probs(member.model, x, labels=member.labels, flips=flips)[0])
-        rows.append({"file": str(file), **decide(np.mean(probs, axis=0), run), "modality": meta.modality})
+            probs.append(predict_probs(member.model, x, labels=member.labels, flips=flips))  # (slices, K)
+        per_slice = np.mean(probs, axis=0)
+        row = {"file": str(file), **decide(per_slice.mean(axis=0), run), "modality": meta.modality}
+        if axis is not None:  # the volume's decision is on the mean over slices; the max and every slice beside it
+            names = run.class_names
+            row["slices"] = {
+                "axis": axis,
+                "count": len(per_slice),
+                "aggregate": "mean over slices",
+                "max_probabilities": dict(zip(names, map(float, per_slice.max(axis=0)), strict=True)),
+                "per_slice": [dict(zip(names, map(float, p), strict=True)) for p in per_slice],
+            }
+        rows.append(row)
     return {"run": str(run.path), "task": run.task, "labels": run.labels, "predictions": rows}
 
 

@@ -100,16 +100,24 @@ def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None =
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        values = []
+        values, axis = [], None
         for member in run.members:
             spec, card = member.spec, member.card
-            x = spec.prepare(raw, meta, where=str(file))[None]
+            axis, x = spec.batch(raw, meta, where=str(file))  # one image, or a volume's slices for a 2D model
             flips = tta_flips(member.config, spec.spatial_dims) if tta else None
             values.append(
-                predict_values(member.model, x, mean=card["target_mean"], std=card["target_std"], flips=flips)[0]
+                predict_values(member.model, x, mean=card["target_mean"], std=card["target_std"], flips=flips)
             )
-        mean = np.mean(values, axis=0)
-        rows.append({"file": str(file), "values": dict(zip(names, map(float, mean), strict=True))})
+        per_slice = np.mean(values, axis=0)  # (slices, T)
+        row = {"file": str(file), "values": dict(zip(names, map(float, per_slice.mean(axis=0)), strict=True))}
+        if axis is not None:
+            row["slices"] = {
+                "axis": axis,
+                "count": len(per_slice),
+                "aggregate": "mean over slices",
+                "per_slice": [dict(zip(names, map(float, v), strict=True)) for v in per_slice],
+            }
+        rows.append(row)
     return {"run": str(run.path), "task": run.task, "predictions": rows}
 
 

@@ -42,6 +42,7 @@ def predict_masks(
     """Masks of `files` from a run, or from the mean softmax of a fold ensemble; with `tta`, test-time flips."""
     from medattn.data.readers import read_image, write_image
     from medattn.engine.device import select_device
+    from medattn.engine.inputs import slice_axis
     from medattn.tasks.segment.inference import ensemble_segment
     from medattn.tune.ensemble import load_ensemble
 
@@ -62,16 +63,18 @@ def predict_masks(
         stored = labels.reshape(image.shape[1:])  # a one-slice NIfTI keeps its slice axis
         write_image(target, stored[None], meta)
         volumes, unit = label_volumes(labels, spacing, run.class_names)
-        rows.append(
-            {
-                "file": str(file),
-                "mask": str(target),
-                "shape": list(stored.shape),
-                "spacing_mm": [float(s) for s in spacing],
-                "volumes": volumes,
-                "unit": unit,
-            }
-        )
+        row = {
+            "file": str(file),
+            "mask": str(target),
+            "shape": list(stored.shape),
+            "spacing_mm": [float(s) for s in spacing],
+            "volumes": volumes,
+            "unit": unit,
+        }
+        spec = run.members[0].spec
+        if spec.is_volume_for_slices(image):  # a 2D model: segmented slice by slice, stacked into one volume
+            row["slice_axis"] = slice_axis(meta.spacing, image.shape[1:])
+        rows.append(row)
     return {"run": str(run.path), "task": run.task, "tta": tta, "out_dir": str(out_dir), "predictions": rows}
 
 
