@@ -49,12 +49,25 @@ def test_every_task_implements_the_protocol(name):
     task = get_task(name)
     missing = [method for method in REQUIRED if getattr(type(task), method) is getattr(Task, method)]
     assert not missing, f"{name} does not implement {missing}"
+    assert set(REQUIRED) <= Task.__abstractmethods__  # a task lacking one cannot even be built
+
     assert task.losses
     assert task.select_metrics
     assert task.fold_metric in task.summary_keys
     assert task.model_tag in {tag for entry in MODELS for tag in entry.tasks}
     assert task.default_model(2)[0] in MODELS.names(task.model_tag)
     assert set(task.predict_options) <= {"tta", "out_dir", "overwrite"}
+
+
+def test_a_task_missing_part_of_the_protocol_cannot_be_built():
+    class Half(Task):
+        name = "half"
+
+        def recognises(self, path):
+            return False
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()
 
 
 @pytest.mark.parametrize("dims", [2, 3])

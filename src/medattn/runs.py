@@ -72,6 +72,15 @@ def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] 
     write_atomically(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
+def record_metrics(run: Path, key: str, metrics: dict) -> dict:
+    """Add `metrics` under `key` (a split, "test+tta", ...) to run/metrics.json, keeping what is there."""
+    path = Path(run) / "metrics.json"
+    recorded = read_json(path) if path.is_file() else {}
+    recorded[key] = metrics
+    atomic_write_json(path, recorded)
+    return metrics
+
+
 def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> Path:
     """Create `out` for a new run, or check it can be resumed. Refuses to overwrite without --force."""
     out = Path(out)

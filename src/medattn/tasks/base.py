@@ -16,6 +16,7 @@ task's folder branches on its name. A task owns:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,7 @@ class Pool:
     unit: str = "images"
 
 
-class Task:
+class Task(ABC):
     """Base class: the shared behaviour, and the methods every task must give."""
 
     name: ClassVar[str] = ""
@@ -119,27 +120,30 @@ class Task:
     legacy_names: ClassVar[tuple[str, ...]] = ()  # label types older configs and cards gave as the task
 
     # -- data -------------------------------------------------------------------------------------------
+    @abstractmethod
     def recognises(self, path: Path) -> bool:
-        raise NotImplementedError
+        """Whether `path` is data in one of this task's layouts (asked in `recognition_order`)."""
 
+    @abstractmethod
     def open(self, config: RunConfig) -> Any:
         """The source of config.data.path with every split carved (seeded), as training and evaluate see it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load(self, config: RunConfig, *, source: Any = None) -> TaskData:
         """Training and validation data in memory; `source`, when given, is already split (a CV fold)."""
-        raise NotImplementedError
 
     # -- configuration ------------------------------------------------------------------------------------
+    @abstractmethod
     def default_model(self, spatial_dims: int) -> tuple[str, dict]:
-        raise NotImplementedError
+        """(registered model name, its options) used when the config names no model."""
 
+    @abstractmethod
     def defaults(self, config: RunConfig, data: TaskData) -> dict[str, Any]:
         """{"train.batch_size": ..., "train.loss": ..., ...}: values for fields left at None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def auto_epochs(self, config: RunConfig, data: TaskData, train_set: TrainSet) -> int:
-        raise NotImplementedError
+        """The epochs `train.epochs: 0` means for this data, sized from the training set."""
 
     def resolve(self, config: RunConfig, data: TaskData, train_set: TrainSet) -> RunConfig:
         """A copy with every automatic choice concrete (saved as config.yaml, so a resume is exact).
@@ -182,16 +186,17 @@ class Task:
             )
 
     # -- training -----------------------------------------------------------------------------------------
+    @abstractmethod
     def train_set(self, config: RunConfig, data: TaskData) -> TrainSet:
-        raise NotImplementedError
+        """The training items and their batches (see `TrainSet`)."""
 
+    @abstractmethod
     def loss(self, config: RunConfig, data: TaskData):
         """loss(model, output, target) -> scalar tensor."""
-        raise NotImplementedError
 
+    @abstractmethod
     def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict[str, float]:
         """Scalar scores on the validation split; must hold every metric in `select_metrics`."""
-        raise NotImplementedError
 
     def selection_score(self, scores: dict, metric: str) -> float:
         """Higher is better; an undefined metric (an AUC on one class) falls back to the loss when there is one."""
@@ -209,9 +214,9 @@ class Task:
         best_value = best["scores"].get(metric, math.nan)
         return f"val {metric} {scores.get(metric, math.nan):.3f} (best {best_value:.3f})"
 
+    @abstractmethod
     def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
         """The task's part of model.json: class names, the input specification, training data summary."""
-        raise NotImplementedError
 
     def summary(self, result: dict) -> str:
         """One line for the end of `train`."""
@@ -219,46 +224,53 @@ class Task:
         return f"best epoch {result['best_epoch']}/{result['epochs_run']}: val {metric} {result['val'].get(metric)}"
 
     # -- using a finished run ------------------------------------------------------------------------------
+    @abstractmethod
     def evaluate(self, run: Path, *, data: str | None, split: str, tta: bool) -> dict:
-        raise NotImplementedError
+        """Metrics of a run (or fold ensemble) on a split, also recorded in the run's metrics.json."""
 
+    @abstractmethod
     def predict(
         self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
     ) -> dict:
         """Predict on image files or DICOM series folders (`series` picks one series in a folder of several)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def print_report(self, metrics: dict) -> None:
-        raise NotImplementedError
+        """`evaluate`'s metrics for a person (the --json output is the dict itself)."""
 
+    @abstractmethod
     def print_predictions(self, payload: dict) -> None:
-        raise NotImplementedError
+        """`predict`'s results for a person, a line or more per file."""
 
+    @abstractmethod
     def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
-        raise NotImplementedError
+        """`data inspect`: counts, sizes, spacing, intensities and leakage checks of a data set."""
 
+    @abstractmethod
     def print_inspect(self, report: dict) -> None:
-        raise NotImplementedError
+        """`data inspect`'s report for a person."""
 
     # -- cross-validation -------------------------------------------------------------------------------
+    @abstractmethod
     def fold_pool(self, source: Any) -> Pool:
-        raise NotImplementedError
+        """The train and val splits pooled into cross-validation units, with strata and patient groups."""
 
+    @abstractmethod
     def fold_source(self, source: Any, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str) -> Any:
-        raise NotImplementedError
+        """The source as one fold's run sees it: train from `train`, val from `held_out`, test as it was."""
 
+    @abstractmethod
     def score_fold(self, run: Path, source: Any) -> dict:
         """Scalar metrics of a fold's run on its held-out fold (the source's val split)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def spatial_dims(self, config: RunConfig) -> int:
         """2 or 3, from the first training image of config.data.path."""
-        raise NotImplementedError
 
     # -- demo -------------------------------------------------------------------------------------------
     def demo(self, out: Path, *, say) -> RunConfig:
         """Write phantom data under `out` and return the config the demo trains (tasks with has_demo)."""
-        raise NotImplementedError
+        raise ConfigError(f"{self.name} has no demo (has_demo is False)")
 
     def demo_files(self, config: RunConfig) -> list[Path]:
         """Files the demo predicts on after training."""

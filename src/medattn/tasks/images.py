@@ -7,6 +7,7 @@ splits and folds stratify on, or None).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import replace
 from typing import ClassVar
 
@@ -30,8 +31,9 @@ DEFAULT_OPTIONS = {
 class ImageTask(Task):
     model_tag: ClassVar[str] = "classification"  # models that map an image to a vector
 
+    @abstractmethod
     def open_source(self, path: str, config: RunConfig):
-        raise NotImplementedError
+        """The task's reader for `path`, without carving splits (`open` carves them)."""
 
     def strata(self, split) -> np.ndarray | None:
         return None

@@ -8,7 +8,7 @@ import numpy as np
 
 from medattn.errors import DataError
 from medattn.progress import track
-from medattn.runs import atomic_write_json, read_json
+from medattn.runs import record_metrics
 
 
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
@@ -57,10 +57,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
     }
     if len(run.members) > 1:
         metrics["ensemble"] = {"members": len(run.members), "threshold_rule": run.threshold_rule}
-    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
-    recorded[f"{split}+tta" if tta else split] = metrics
-    atomic_write_json(run.path / "metrics.json", recorded)
-    return metrics
+    return record_metrics(run.path, f"{split}+tta" if tta else split, metrics)
 
 
 def _check_input(run, shape, *, where: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.errors import DataError
-from medattn.runs import atomic_write_json, read_json
+from medattn.runs import record_metrics
 
 
 def _member_predictions(run, source, split: str, *, tta: bool):
@@ -83,10 +83,7 @@ def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool, task) -> d
     }
     if len(run.members) > 1:
         metrics["ensemble"] = {"members": len(run.members), "combine": "mean of member predictions"}
-    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
-    recorded[f"{split}+tta" if tta else split] = metrics
-    atomic_write_json(run.path / "metrics.json", recorded)
-    return metrics
+    return record_metrics(run.path, f"{split}+tta" if tta else split, metrics)
 
 
 def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None = None) -> dict:

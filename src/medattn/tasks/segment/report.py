@@ -15,7 +15,7 @@ from medattn.errors import DataError
 
 def evaluate_segmentation(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False):
     """Score a run, or a fold ensemble (mean softmax of its members), on a split; recorded in metrics.json."""
-    from medattn.runs import atomic_write_json, read_json
+    from medattn.runs import record_metrics
     from medattn.tasks.segment.data import open_split
     from medattn.tasks.segment.sources import open_segmentation
     from medattn.tune.ensemble import load_ensemble
@@ -43,10 +43,7 @@ def evaluate_segmentation(run_dir: str | Path, *, data: str | None = None, split
     }
     if len(run.members) > 1:
         metrics["ensemble"] = {"members": len(run.members), "combine": "mean softmax"}
-    recorded = read_json(run.path / "metrics.json") if (run.path / "metrics.json").is_file() else {}
-    recorded[f"{split}+tta" if tta else split] = metrics
-    atomic_write_json(run.path / "metrics.json", recorded)
-    return metrics
+    return record_metrics(run.path, f"{split}+tta" if tta else split, metrics)
 
 
 def score_cases(run, cases: list, *, where: str, tta: bool = False) -> dict:
