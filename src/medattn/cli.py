@@ -101,6 +101,11 @@ def train(
     ),
     loss: str = typer.Option(None, "--loss", help="the task's loss (default: the task's own; errors list the others)"),
     sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced (each class drawn equally often)"),
+    modality: str = typer.Option(
+        None,
+        "--modality",
+        help="auto | ct | mr | xray | rgb | ultrasound | minmax: the intensity recipe (default: from the data)",
+    ),
     augment: str = typer.Option(
         None, "--augment", help="augmentation preset: xray | ct | mr | ultrasound | rgb | auto | default | none"
     ),
@@ -129,7 +134,7 @@ def train(
             "task": task,
             "data.path": data,
             "data.labels": labels,
-            "data.targets": None if targets is None else [t.strip() for t in targets.split(",") if t.strip()],
+            "data.targets": _targets(targets),
             "model.name": model,
             "model.init": init,
             "train.epochs": epochs,
@@ -139,6 +144,7 @@ def train(
             "train.loss": loss,
             "train.sampler": sampler,
             "data.augment": augment,
+            "data.modality": modality,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -159,6 +165,10 @@ def train(
     _emit(result, as_json, lambda r: print(chosen.summary(r)))
 
 
+def _targets(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
     """Parse "64,64" -> [64, 64]; one number is repeated for both axes of an image, or kept as is (repeat=False)."""
     from medattn.errors import ConfigError
@@ -172,19 +182,27 @@ def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
     return sizes * 2 if len(sizes) == 1 and repeat else sizes
 
 
+_SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
+_SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
+
+
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="a finished run directory, or a cross-validation directory (its ensemble)"),
     data: str = typer.Option(None, "--data", help="dataset to score (default: the run's training data)"),
     split: str = typer.Option("test", "--split"),
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
+    series: str = typer.Option(None, "--series", help=_SERIES_HELP),
+    slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
+    from medattn.engine.loaded import reading
     from medattn.tasks import task_for_run
 
     task = task_for_run(run)
-    metrics = task.evaluate(run, data=data, split=split, tta=tta)
+    with reading(run, series=series, slice_axis=slice_axis):
+        metrics = task.evaluate(run, data=data, split=split, tta=tta)
     _emit(metrics, as_json, task.print_report)
 
 
@@ -197,7 +215,8 @@ def predict(
         None, "--out-dir", help="tasks that write files (masks): where (default RUN/predictions)"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="tasks that write files: replace those already there"),
-    series: str = typer.Option(None, "--series", help="SeriesInstanceUID: the series to read in DICOM folders"),
+    series: str = typer.Option(None, "--series", help=_SERIES_HELP),
+    slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -210,7 +229,10 @@ def predict(
     for option, used in given.items():
         if used and option not in task.predict_options:
             raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
-    result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
+    from medattn.engine.loaded import reading
+
+    with reading(run, series=series, slice_axis=slice_axis):
+        result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
 
@@ -322,6 +344,9 @@ def tune_cv(
     group: str = typer.Option("auto", "--group", help="auto (by patient when ids exist) | patient | none"),
     config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
     task: str = typer.Option(None, "--task", help="the task (default: recognised from the data)"),
+    labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
+    targets: str = typer.Option(None, "--targets", help="CSV column(s) of continuous targets, e.g. age or a,b"),
+    modality: str = typer.Option(None, "--modality", help="the intensity recipe (see `medattn train --help`)"),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     seed: int = typer.Option(None, "--seed"),
@@ -350,6 +375,9 @@ def tune_cv(
     overrides = {
         "task": task,
         "data.path": data,
+        "data.labels": labels,
+        "data.targets": _targets(targets),
+        "data.modality": modality,
         "model.name": model,
         "train.epochs": epochs,
         "train.seed": seed,

@@ -49,6 +49,9 @@ class DataConfig:
     # median, or one value per axis (None = auto). Images are resampled linearly, masks by nearest neighbour.
     patch: list[int] | None = None
     spacing: str | list[float] | None = None
+    # a 2D model given a volume reads it slice by slice along this axis of the stored array (0, 1 or 2); None:
+    # the axis of coarsest spacing (engine/inputs.py). Recorded in the card; `--slice-axis` overrides it later.
+    slice_axis: int | None = None
 
 
 @dataclass
@@ -114,6 +117,7 @@ class RunConfig:
             raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
+        check_slice_axis(self.data.slice_axis, "data.slice_axis")
         _check_patch_fields(self)
         _check_task_names(self)
         return self
@@ -173,6 +177,11 @@ def _check_patch_fields(config: RunConfig) -> None:
     fraction = config.train.foreground_fraction
     if fraction is not None and not 0 <= fraction <= 1:
         raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {config.train.foreground_fraction}")
+
+
+def check_slice_axis(axis, where: str) -> None:
+    if axis is not None and (isinstance(axis, bool) or axis not in (0, 1, 2)):
+        raise ConfigError(f"{where} {axis!r}: expected 0, 1 or 2 (an axis of the stored volume), or none for auto")
 
 
 def parse_threshold(text: str) -> tuple[str, float]:

@@ -279,6 +279,21 @@ def _listing(series: dict[str, list]) -> str:
     return "; ".join(rows)
 
 
+def _pick(series: dict[str, list], wanted: str, folder: Path) -> list:
+    """The series whose UID is `wanted`, or else the one whose SeriesDescription is (ignoring case and spaces):
+    a description such as "T2 FLAIR" picks the same sequence in every study folder of a data set."""
+    if wanted in series:
+        return series[wanted]
+    key = wanted.strip().casefold()
+    named = [
+        uid for uid, items in series.items() if str(items[0][1].get("SeriesDescription", "")).strip().casefold() == key
+    ]
+    if len(named) == 1:
+        return series[named[0]]
+    why = f"{len(named)} series are described as {wanted!r}" if named else f"no series {wanted!r} here"
+    raise ReadError(folder, f"{why}; series found: {_listing(series)}; --series takes a UID or a description")
+
+
 def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> tuple[np.ndarray, ImageMeta]:
     """A folder holding one series (or several, with `series_uid` picking one): (C, D, H, W)."""
     folder = Path(folder)
@@ -296,13 +311,12 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> t
     if not series:
         raise ReadError(folder, f"none of its {len(candidates)} DICOM file(s) is an image (DICOMDIR or reports only)")
     if series_uid is not None:
-        if series_uid not in series:
-            raise ReadError(folder, f"no series {series_uid!r} here; series found: {_listing(series)}")
-        chosen = series[series_uid]
+        chosen = _pick(series, series_uid, folder)
     elif len(series) > 1:
         raise ReadError(
             folder,
-            f"holds {len(series)} series: {_listing(series)}; pick one with --series UID (series_uid= in Python)",
+            f"holds {len(series)} series: {_listing(series)}; pick one with --series UID or --series DESCRIPTION "
+            "(series_uid= in Python)",
         )
     else:
         chosen = next(iter(series.values()))

@@ -11,6 +11,9 @@ Labels are never resampled here; writers store them voxel for voxel.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +28,30 @@ SUPPORTED_SUFFIXES = (*DICOM_SUFFIXES, *NIFTI_SUFFIXES, *RASTER_SUFFIXES)
 WRITABLE_SUFFIXES = (*NIFTI_SUFFIXES, ".png")
 
 
+_SERIES: ContextVar[str | None] = ContextVar("series", default=None)
+
+
+@contextmanager
+def reading_series(series: str | None) -> Iterator[None]:
+    """Within the block, folders holding several DICOM series read the one `series` names (UID or description):
+    how `evaluate --series` reaches every folder of a data set without each data source passing it on."""
+    token = _SERIES.set(series)
+    try:
+        yield
+    finally:
+        _SERIES.reset(token)
+
+
 def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.ndarray, ImageMeta]:
-    """Read one image file, or a folder holding a DICOM series (`series_uid` picks one of several)."""
+    """Read one image file, or a folder holding a DICOM series (`series_uid`, a UID or a description, picks one
+    of several; inside `reading_series(...)` that choice is the default)."""
     from medattn.data import dicom, nifti, raster  # lazy: pydicom, nibabel and Pillow load on first use
 
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder")
     if path.is_dir():
-        return dicom.read_dicom_series(path, series_uid=series_uid)
+        return dicom.read_dicom_series(path, series_uid=series_uid if series_uid is not None else _SERIES.get())
     if series_uid is not None:  # silently ignoring it would hand back a different series than asked for
         raise ConfigError(f"{path}: --series (series_uid=) picks a series inside a DICOM folder; this is a file")
     name = path.name.lower()
@@ -50,6 +68,12 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
         f"unsupported format {path.suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)}, "
         f"a DICOM file without suffix, or a folder holding a DICOM series{hint})",
     )
+
+
+def one_slice_as_2d(array: np.ndarray) -> np.ndarray:
+    """(C, X, Y) for a one-slice volume (C, X, Y, 1): NIfTI stores 2D data with a unit third axis, and a set of
+    such files is a 2D set (its model 2D, its masks written back with the unit axis by `predict`)."""
+    return array[..., 0] if array.ndim == 4 and array.shape[-1] == 1 else array
 
 
 def write_image(path: str | Path, array: np.ndarray, meta: ImageMeta) -> None:

@@ -28,6 +28,14 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image(self, index: int):
+        """(array (C, *spatial), meta or None, where) of one image: from memory, or read from its file."""
+        if self.images is not None:
+            return self.images[index], None, f"image {index}"
+        from medattn.data.readers import read_image
+
+        return (*read_image(self.paths[index]), self.paths[index])
+
     def subset(self, index: np.ndarray) -> Split:
         def pick(seq):
             return None if seq is None else [seq[i] for i in index]

@@ -32,23 +32,27 @@ def _first_image(split: Split):
 
 
 def plan_intensity(source, *, modality: str, window: list[float] | None) -> tuple[Intensity, list[float] | None]:
-    """The intensity recipe, chosen from the first training image (mean and std are filled in later), and that
-    image's spacing in mm (None for arrays without geometry, such as MedMNIST)."""
-    image, meta = _first_image(source.splits["train"])
+    """The intensity recipe, chosen from the stored type of every training image (mean and std are filled in
+    later), and the first image's spacing in mm (None for arrays without geometry, such as MedMNIST)."""
+    from medattn.data.stored import stored_dtype
+
+    split = source.splits["train"]
+    image, meta = _first_image(split)
+    dtypes = [image.dtype] if split.images is not None else sorted({str(stored_dtype(p)) for p in split.paths})
     wanted = modality if modality != "auto" else (source.modality if source.modality != "auto" else "auto")
     dicom_modality = None if meta is None else meta.modality
-    intensity = choose_intensity(wanted, image.dtype, window=window, dicom_modality=dicom_modality)
+    intensity = choose_intensity(wanted, dtypes, window=window, dicom_modality=dicom_modality)
     return intensity, None if meta is None else [float(s) for s in meta.spacing]
 
 
 def _load_files(split: Split, intensity: Intensity, size, progress) -> list:
     import torch
 
-    from medattn.data.readers import read_image
+    from medattn.data.readers import one_slice_as_2d, read_image
 
     images, shapes = [], {}
     for path in progress(split.paths):
-        array, _ = read_image(path)
+        array = one_slice_as_2d(read_image(path)[0])
         require_finite(array, path)
         unit = torch.from_numpy(np.ascontiguousarray(to_unit(array, intensity)))
         unit = resize(unit[None], size)[0] if size is not None else unit

@@ -24,6 +24,8 @@ def model_card(task, config: RunConfig, data, *, model, best: dict, history: lis
         "model": {**model.config, "parameters": sum(p.numel() for p in model.parameters())},
     }
     card.update(task.card(config, data, model=model, device=device))
+    if card["model"]["spatial_dims"] == 2 and "input" in card:  # how this 2D model reads a volume (inputs.py)
+        card["input"]["slice_axis"] = config.data.slice_axis
     card["training"] = {
         "epochs_run": len(history),
         "epochs_planned": config.train.epochs,

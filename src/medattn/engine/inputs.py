@@ -8,6 +8,7 @@ covered by a sliding window of the patch).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ import numpy as np
 from medattn.data.meta import ImageMeta
 from medattn.data.preprocess import Intensity
 from medattn.errors import DataError
+
+# `--slice-axis` on evaluate and predict: set for the command's duration by engine/loaded.py's `reading`.
+SLICE_AXIS: ContextVar[int | None] = ContextVar("slice_axis", default=None)
 
 
 @dataclass
@@ -27,6 +31,7 @@ class InputSpec:
     spacing: list[float] | None = None  # mm to resample to (patch input); None: each image's own grid
     channel_names: list[str] | None = None
     source_spacing: list[float] | None = None  # mm of the training images as read, before any resampling
+    slice_axis: int | None = None  # 2D models on volumes: the axis to cut along; None: by spacing (`slice_axis`)
 
     @property
     def sliding(self) -> bool:
@@ -38,10 +43,18 @@ class InputSpec:
         spatial = image.shape[1:]
         return self.spatial_dims == 2 and len(spatial) == 3 and spatial[-1] != 1
 
+    def axis_for(self, image: np.ndarray, meta: ImageMeta | None) -> int:
+        """The axis a 2D model cuts this volume (C, X, Y, Z) along: `--slice-axis`, else the card's, else the one
+        `slice_axis` picks from the spacing."""
+        for chosen in (SLICE_AXIS.get(), self.slice_axis):
+            if chosen is not None:
+                return chosen
+        return slice_axis(meta.spacing[:3] if meta is not None else (1.0, 1.0, 1.0), image.shape[1:])
+
     def slices(self, image: np.ndarray, meta: ImageMeta | None) -> tuple[int, list[tuple[np.ndarray, ImageMeta]]]:
-        """(axis, [(slice (C, a, b), its meta)]) of a volume for a 2D model, cut along `slice_axis`'s choice."""
+        """(axis, [(slice (C, a, b), its meta)]) of a volume for a 2D model, cut along `axis_for`'s axis."""
         spacing = meta.spacing[:3] if meta is not None else (1.0, 1.0, 1.0)
-        axis = slice_axis(spacing, image.shape[1:])
+        axis = self.axis_for(image, meta)
         plane = [a for a in range(3) if a != axis]
         in_plane = tuple(spacing[a] for a in plane)
         affine = np.diag([*in_plane, 1.0, 1.0])
@@ -63,6 +76,8 @@ class InputSpec:
             "source_spacing_mm": self.source_spacing,
             "intensity": self.intensity.to_dict(),
         }
+        if self.spatial_dims == 2:  # how a volume is read by this 2D model: slice by slice along this axis
+            card["slice_axis"] = self.slice_axis  # None: the axis of coarsest spacing, chosen per volume
         if self.sliding:
             card["intensity_per_channel"] = True  # the mode runs on each channel alone; one mean and std for all
             card["inference"] = "sliding window, Gaussian blending, overlap 0.5; padded with each channel's minimum"
@@ -83,6 +98,7 @@ class InputSpec:
             spacing=given.get("spacing_mm"),
             channel_names=given.get("channel_names"),
             source_spacing=given.get("source_spacing_mm"),
+            slice_axis=given.get("slice_axis"),
         )
 
     def batch(self, image: np.ndarray, meta: ImageMeta | None, *, where: str):
@@ -101,9 +117,10 @@ class InputSpec:
         A 2D image stored as a one-slice NIfTI, (C, X, Y, 1), counts as 2D; a gray picture saved as RGB (three
         equal channels) counts as one channel.
         """
+        from medattn.data.readers import one_slice_as_2d
+
+        image = one_slice_as_2d(image) if self.spatial_dims == 2 else image
         spatial = image.shape[1:]
-        if self.spatial_dims == 2 and len(spatial) == 3 and spatial[-1] == 1:
-            image = image[..., 0]
         dims = image.ndim - 1
         if dims != self.spatial_dims:
             kind = "a 3D volume" if dims == 3 else "a 2D image"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +73,28 @@ def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
         if spec.get("name") == "flip":
             axes |= set(spec.get("axes") or range(-spatial_dims, 0))
     return sorted({a if a < 0 else a - spatial_dims for a in axes}) or [-1]
+
+
+@contextmanager
+def reading(run: str | Path, *, series: str | None = None, slice_axis: int | None = None) -> Iterator[None]:
+    """How `evaluate` and `predict` read inputs for `run`, for the duration of the block: `series` (a UID or a
+    description) picks one DICOM series in folders holding several; `slice_axis` is the axis a 2D model cuts
+    volumes along, in place of the one its card records."""
+    from medattn.config import check_slice_axis
+    from medattn.data.readers import reading_series
+    from medattn.engine.inputs import SLICE_AXIS
+    from medattn.errors import ConfigError
+    from medattn.runs import require_run
+    from medattn.tune.ensemble import member_paths
+
+    if slice_axis is not None:
+        check_slice_axis(slice_axis, "--slice-axis")
+        card = read_json(require_run(member_paths(Path(run))[0]) / "model.json")
+        if InputSpec.from_card(card).spatial_dims != 2:
+            raise ConfigError(f"--slice-axis means nothing to {run}: its model is 3D and reads volumes whole")
+    token = SLICE_AXIS.set(slice_axis)
+    try:
+        with reading_series(series):
+            yield
+    finally:
+        SLICE_AXIS.reset(token)

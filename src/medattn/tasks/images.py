@@ -79,6 +79,6 @@ class ImageTask(Task):
         split = self.open_source(config.data.path, config).splits["train"]
         if split.images is not None:
             return split.images.ndim - 2  # (N, C, *spatial)
-        from medattn.data.readers import read_image
+        from medattn.data.readers import one_slice_as_2d, read_image
 
-        return read_image(split.paths[0])[0].ndim - 1  # (C, *spatial)
+        return one_slice_as_2d(read_image(split.paths[0])[0]).ndim - 1  # (C, *spatial)

@@ -128,3 +128,45 @@ def member_inputs(ensemble: Ensemble, source, split: str, *, progress=iter) -> I
             cache[key] = to_unit_tensor(data, intensity, size, where=where, progress=progress)
         x = (cache[key] - intensity.mean) / intensity.std  # (N, C, *spatial)
         yield run, Prepared(x=x.contiguous(), y=labels, patient_ids=data.patient_ids)
+
+
+def volume_outputs(ensemble: Ensemble, image, meta, predict, *, where: str) -> tuple[int | None, object]:
+    """(slice axis or None, outputs (S, K)) for one image as read: the mean over members of `predict(member, x)`,
+    each member preparing the image with its own card (a 2D member given a volume predicts its S slices)."""
+    import numpy as np
+
+    outputs, axis = [], None
+    for member in ensemble.members:
+        axis, x = member.spec.batch(image, meta, where=where)  # (1 or S, C, *spatial)
+        outputs.append(predict(member, x))
+    return axis, np.mean(outputs, axis=0)
+
+
+def split_outputs(ensemble: Ensemble, source, split: str, predict, *, progress=iter):
+    """(outputs (N, K), labels) for a split: the mean over members of `predict(member, x)`.
+
+    A split of volumes given to 2D members is predicted slice by slice, one volume at a time, and each volume's
+    output is the mean over its slices (what `predict` reports for a volume); otherwise the split is prepared
+    once per member, as trained.
+    """
+    import numpy as np
+
+    from medattn.errors import DataError
+
+    if split not in source.splits:
+        raise DataError(f"{source.path}: no {split!r} split (found: {', '.join(source.splits)})")
+    data = source.splits[split]
+    first = data.image(0)[0] if len(data) else None
+    if first is None or not ensemble.members[0].spec.is_volume_for_slices(first):
+        outputs = [
+            predict(member, prepared.x)
+            for member, prepared in member_inputs(ensemble, source, split, progress=progress)
+        ]
+        return np.mean(outputs, axis=0), data.labels
+    rows = []
+    for index in progress(range(len(data))):
+        image, meta, where = data.image(index)
+        rows.append(
+            volume_outputs(ensemble, image, meta, predict, where=f"{source.path} [{split}] {where}")[1].mean(axis=0)
+        )
+    return np.stack(rows), data.labels

@@ -39,19 +39,18 @@ def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False, 
     """Class and probabilities of each file, from a run or the mean of a fold ensemble's members."""
     from medattn.data.readers import read_image
     from medattn.engine.loaded import tta_flips
-    from medattn.tune.ensemble import load_ensemble
+    from medattn.tune.ensemble import load_ensemble, volume_outputs
 
     run = load_ensemble(run_dir)  # a plain run is an ensemble of one
+
+    def probabilities(member, x):
+        flips = tta_flips(member.config, member.spec.spatial_dims) if tta else None
+        return predict_probs(member.model, x, labels=member.labels, flips=flips)
+
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        probs, axis = [], None
-        for member in run.members:  # each prepares the image with its own card
-            spec = member.spec
-            axis, x = spec.batch(raw, meta, where=str(file))  # one image, or a volume's slices for a 2D model
-            flips = tta_flips(member.config, spec.spatial_dims) if tta else None
-            probs.append(predict_probs(member.model, x, labels=member.labels, flips=flips))  # (slices, K)
-        per_slice = np.mean(probs, axis=0)
+        axis, per_slice = volume_outputs(run, raw, meta, probabilities, where=str(file))  # (1 or slices, K)
         row = {"file": str(file), **decide(per_slice.mean(axis=0), run), "modality": meta.modality}
         if axis is not None:  # the volume's decision is on the mean over slices; the max and every slice beside it
             names = run.class_names

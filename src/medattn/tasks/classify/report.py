@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from medattn.errors import DataError
 from medattn.progress import track
 from medattn.runs import record_metrics
@@ -17,7 +15,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
     from medattn.tasks.classify.metrics import classification_metrics
     from medattn.tasks.classify.predict import predict_probs
     from medattn.tasks.classify.sources import ensure_splits, open_source
-    from medattn.tune.ensemble import load_ensemble, member_inputs
+    from medattn.tune.ensemble import load_ensemble, split_outputs
 
     run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     config = run.config
@@ -31,17 +29,19 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
     if data is None or Path(data).resolve() == Path(config.data.path).resolve():
         fractions = {"val_fraction": config.data.val_fraction, "test_fraction": config.data.test_fraction}
         ensure_splits(source, seed=config.train.seed, **fractions)  # the splits exactly as training carved them
-    if split not in source.splits:
-        raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
-    probs, flips = [], None
+    flips = None  # reported: the first member's test-time flips
+
+    def probabilities(member, x):
+        nonlocal flips
+        _check_input(member, x.shape[1:], where=f"{path} [{split}]")
+        flips = tta_flips(member.config, member.spec.spatial_dims) if tta else None
+        return predict_probs(member.model, x, labels=member.labels, flips=flips)
+
     reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
-    for member, prepared in member_inputs(run, source, split, progress=reading):
-        _check_input(member, prepared.x.shape[1:], where=f"{path} [{split}]")
-        flips = tta_flips(member.config, member.card["model"]["spatial_dims"]) if tta else None
-        probs.append(predict_probs(member.model, prepared.x, labels=member.labels, flips=flips))
+    probs, truth = split_outputs(run, source, split, probabilities, progress=reading)  # (N, K)
     metrics = classification_metrics(
-        prepared.y.numpy(),
-        np.mean(probs, axis=0),  # (N, K)
+        truth,
+        probs,
         task=run.labels,
         threshold=run.threshold,
         class_names=run.class_names,

@@ -15,23 +15,27 @@ from medattn.errors import DataError
 from medattn.runs import record_metrics
 
 
+def _values(run, *, tta: bool):
+    """predict(member, x) -> values (N, T) in the targets' units, for `split_outputs` and `volume_outputs`."""
+    from medattn.engine.loaded import tta_flips
+    from medattn.tasks.regress.task import predict_values
+
+    def predict(member, x):
+        card = member.card
+        flips = tta_flips(member.config, member.spec.spatial_dims) if tta else None
+        return predict_values(member.model, x, mean=card["target_mean"], std=card["target_std"], flips=flips)
+
+    return predict
+
+
 def _member_predictions(run, source, split: str, *, tta: bool):
     """(truth (N, T), mean prediction over members (N, T)) for a split of `source`."""
-    from medattn.engine.loaded import tta_flips
     from medattn.progress import track
-    from medattn.tasks.regress.task import predict_values
-    from medattn.tune.ensemble import member_inputs
+    from medattn.tune.ensemble import split_outputs
 
-    preds, truth = [], None
     reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
-    for member, prepared in member_inputs(run, source, split, progress=reading):
-        card = member.card
-        flips = tta_flips(member.config, card["model"]["spatial_dims"]) if tta else None
-        preds.append(
-            predict_values(member.model, prepared.x, mean=card["target_mean"], std=card["target_std"], flips=flips)
-        )
-        truth = prepared.y.numpy().astype(np.float64)
-    return truth, np.mean(preds, axis=0)
+    pred, truth = split_outputs(run, source, split, _values(run, tta=tta), progress=reading)
+    return np.asarray(truth, dtype=np.float64), pred
 
 
 def _open_like_training(run, data: str | None):
@@ -88,24 +92,15 @@ def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool, task) -> d
 
 def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None = None) -> dict:
     from medattn.data.readers import read_image
-    from medattn.engine.loaded import tta_flips
-    from medattn.tasks.regress.task import predict_values
-    from medattn.tune.ensemble import load_ensemble
+    from medattn.tune.ensemble import load_ensemble, volume_outputs
 
     run = load_ensemble(run_dir)
     names = run.members[0].card["target_names"]
+    predict = _values(run, tta=tta)
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        values, axis = [], None
-        for member in run.members:
-            spec, card = member.spec, member.card
-            axis, x = spec.batch(raw, meta, where=str(file))  # one image, or a volume's slices for a 2D model
-            flips = tta_flips(member.config, spec.spatial_dims) if tta else None
-            values.append(
-                predict_values(member.model, x, mean=card["target_mean"], std=card["target_std"], flips=flips)
-            )
-        per_slice = np.mean(values, axis=0)  # (slices, T)
+        axis, per_slice = volume_outputs(run, raw, meta, predict, where=str(file))  # (1 or slices, T)
         row = {"file": str(file), "values": dict(zip(names, map(float, per_slice.mean(axis=0)), strict=True))}
         if axis is not None:
             row["slices"] = {

@@ -58,11 +58,12 @@ def _check_geometry(first: ImageMeta, other: ImageMeta, shape, other_shape, *, w
 
 def read_case(case: Case, *, binary_255: bool = False) -> LoadedCase:
     """The image (channels from every file concatenated) and the mask, checked against each other."""
-    from medattn.data.readers import read_image
+    from medattn.data.readers import one_slice_as_2d, read_image
 
     arrays, meta = [], None
     for path in case.images:
         array, file_meta = read_image(path)
+        array = one_slice_as_2d(array)
         if meta is None:
             meta = file_meta
         else:
@@ -72,6 +73,7 @@ def read_case(case: Case, *, binary_255: bool = False) -> LoadedCase:
         arrays.append(array)
     image = arrays[0] if len(arrays) == 1 else np.concatenate([a.astype(np.float32) for a in arrays])
     raw, mask_meta = read_image(case.mask)
+    raw = one_slice_as_2d(raw)
     if raw.shape[0] == 3 and np.array_equal(raw[0], raw[1]) and np.array_equal(raw[0], raw[2]):
         raw = raw[:1]  # a gray mask saved as RGB
     if raw.shape[0] != 1:

@@ -30,6 +30,7 @@ class SegmentationPlan:
     binary_255: bool = False  # masks stored as 0/255 read as 0/1
     channel_names: list[str] | None = None
     source_spacing: list[float] | None = None
+    slice_axis: int | None = None  # 2D models on volumes (engine/inputs.py)
 
     @property
     def spec(self) -> InputSpec:
@@ -41,6 +42,7 @@ class SegmentationPlan:
             spacing=self.spacing,
             channel_names=self.channel_names,
             source_spacing=self.source_spacing,
+            slice_axis=self.slice_axis,
         )
 
     @classmethod
@@ -56,6 +58,7 @@ class SegmentationPlan:
             binary_255=bool(card["input"].get("binary_255", False)),
             channel_names=spec.channel_names,
             source_spacing=spec.source_spacing,
+            slice_axis=spec.slice_axis,
         )
 
     def to_card(self) -> dict:

@@ -42,7 +42,6 @@ def predict_masks(
     """Masks of `files` from a run, or from the mean softmax of a fold ensemble; with `tta`, test-time flips."""
     from medattn.data.readers import read_image, write_image
     from medattn.engine.device import select_device
-    from medattn.engine.inputs import slice_axis
     from medattn.tasks.segment.inference import ensemble_segment
     from medattn.tune.ensemble import load_ensemble
 
@@ -73,7 +72,7 @@ def predict_masks(
         }
         spec = run.members[0].spec
         if spec.is_volume_for_slices(image):  # a 2D model: segmented slice by slice, stacked into one volume
-            row["slice_axis"] = slice_axis(meta.spacing, image.shape[1:])
+            row["slice_axis"] = spec.axis_for(image, meta)
         rows.append(row)
     return {"run": str(run.path), "task": run.task, "tta": tta, "out_dir": str(out_dir), "predictions": rows}
 

@@ -202,11 +202,11 @@ class SegmentationTask(Task):
         return scalars
 
     def spatial_dims(self, config: RunConfig) -> int:
-        from medattn.data.readers import read_image
+        from medattn.data.readers import one_slice_as_2d, read_image
         from medattn.tasks.segment.sources import open_segmentation
 
         case = open_segmentation(config.data.path).splits["train"][0]
-        return read_image(case.mask)[0].ndim - 1
+        return one_slice_as_2d(read_image(case.mask)[0]).ndim - 1
 
     # -- demo -------------------------------------------------------------------------------------------
     def demo(self, out: Path, *, say) -> RunConfig:
