@@ -64,8 +64,9 @@ def write_file(folder: Path, name: str, image: np.ndarray, *, layout: str, modal
     return path
 
 
-def write_dicom(target: Path, pixels: np.ndarray, *, modality: str) -> Path:
-    """A 2D image as one DICOM file, a volume as a series folder (slices along the first axis)."""
+def write_dicom(target: Path, pixels: np.ndarray, *, modality: str, description: str = "") -> Path:
+    """A 2D image as one DICOM file, a volume as a series folder (slices along the first axis); the files of a
+    volume are named after `description` too, so several series can share one folder."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -82,6 +83,7 @@ def write_dicom(target: Path, pixels: np.ndarray, *, modality: str) -> Path:
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
         ds.Modality = {"ct": "CT", "mr": "MR"}.get(modality, "OT")
         ds.SeriesInstanceUID, ds.PatientID, ds.InstanceNumber = series, "P1", index + 1
+        ds.SeriesDescription = description
         ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, float(index)], [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
         ds.Rows, ds.Columns = plane.shape
@@ -90,7 +92,7 @@ def write_dicom(target: Path, pixels: np.ndarray, *, modality: str) -> Path:
         bits = 8 * plane.dtype.itemsize
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, int(signed)
         ds.PixelData = plane.astype(plane.dtype.newbyteorder("<")).tobytes()
-        path = target / f"{index:03d}.dcm" if pixels.ndim == 3 else target.with_suffix(".dcm")
+        path = target / f"{description}{index:03d}.dcm" if pixels.ndim == 3 else target.with_suffix(".dcm")
         ds.save_as(path, enforce_file_format=True)
     return target if pixels.ndim == 3 else target.with_suffix(".dcm")
 

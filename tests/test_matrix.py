@@ -148,3 +148,46 @@ def test_slice_axis_is_refused_by_a_3d_model_and_checked(slice_trained, tmp_path
     result = CliRunner().invoke(app, ["predict", str(run), "x.nii.gz", "--slice-axis", "3"])
     assert isinstance(result.exception, ConfigError)
     assert "expected 0, 1 or 2" in str(result.exception)
+
+
+# ---- several DICOM series in each study folder ---------------------------------------------------------------
+
+
+def test_series_by_description_through_train_evaluate_and_predict(tmp_path: Path):
+    """Each study folder holds a T1 and a FLAIR series; `--series FLAIR` trains on FLAIR, evaluate and predict
+    read the same series by default (the run's data.series), and a wrong name lists what is there."""
+    from tests.matrix_sets import item, write_dicom
+
+    from medattn.errors import ReadError
+
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        folder = tmp_path / "set" / ("negative", "positive")[i % 2] / f"study{i:02d}"
+        flair, _, _ = item(i, 3, "int16", present=i % 2 == 1, rng=rng)
+        write_dicom(folder, flair[0], modality="mr", description="FLAIR")
+        write_dicom(folder, np.zeros_like(flair[0]), modality="mr", description="T1")  # carries no signal
+    data, run = tmp_path / "set", tmp_path / "run"
+    invoke(
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--series",
+        "flair",
+        "--config",
+        _config(tmp_path, "classification"),
+        "--json",
+    )
+    metrics = invoke("evaluate", run, "--json")
+    assert metrics["n"] >= 2
+    study = tmp_path / "set" / "positive" / "study01"
+    assert invoke("predict", run, study, "--json")["predictions"][0]["class"] in ("negative", "positive")
+    assert invoke("predict", run, study, "--series", "T1", "--json")["predictions"]
+    result = CliRunner().invoke(app, ["predict", str(run), str(study), "--series", "T2"])
+    assert isinstance(result.exception, ReadError)
+    message = str(result.exception)
+    assert "no series 'T2' here" in message
+    assert "(FLAIR, MR, 12 file(s) of 12x12)" in message
+    assert "(T1, MR, 12 file(s) of 12x12)" in message
+    assert "--series takes a UID or a description" in message

@@ -17,6 +17,9 @@ app = typer.Typer(
     help="Attention CNNs for medical images: train, evaluate, predict.",
 )
 
+_SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
+_SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
+
 
 def _emit(payload: dict, as_json: bool, human) -> None:
     """One JSON object on stdout with --json; a readable summary otherwise."""
@@ -101,6 +104,7 @@ def train(
     ),
     loss: str = typer.Option(None, "--loss", help="the task's loss (default: the task's own; errors list the others)"),
     sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced (each class drawn equally often)"),
+    series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -145,6 +149,7 @@ def train(
             "train.sampler": sampler,
             "data.augment": augment,
             "data.modality": modality,
+            "data.series": series,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -180,10 +185,6 @@ def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
     except ValueError as error:
         raise ConfigError(f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch)") from error
     return sizes * 2 if len(sizes) == 1 and repeat else sizes
-
-
-_SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
-_SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
 
 
 @app.command()

@@ -52,6 +52,9 @@ class DataConfig:
     # a 2D model given a volume reads it slice by slice along this axis of the stored array (0, 1 or 2); None:
     # the axis of coarsest spacing (engine/inputs.py). Recorded in the card; `--slice-axis` overrides it later.
     slice_axis: int | None = None
+    # DICOM folders holding several series: the one to read, by SeriesInstanceUID or SeriesDescription (e.g.
+    # "T2 FLAIR" picks that sequence in every study folder); evaluate and predict default to it too
+    series: str | None = None
 
 
 @dataclass

@@ -78,8 +78,9 @@ def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
 @contextmanager
 def reading(run: str | Path, *, series: str | None = None, slice_axis: int | None = None) -> Iterator[None]:
     """How `evaluate` and `predict` read inputs for `run`, for the duration of the block: `series` (a UID or a
-    description) picks one DICOM series in folders holding several; `slice_axis` is the axis a 2D model cuts
-    volumes along, in place of the one its card records."""
+    description) picks one DICOM series in folders holding several (default: the one the run trained on,
+    `data.series`); `slice_axis` is the axis a 2D model cuts volumes along, in place of the one its card
+    records."""
     from medattn.config import check_slice_axis
     from medattn.data.readers import reading_series
     from medattn.engine.inputs import SLICE_AXIS
@@ -87,9 +88,12 @@ def reading(run: str | Path, *, series: str | None = None, slice_axis: int | Non
     from medattn.runs import require_run
     from medattn.tune.ensemble import member_paths
 
+    first = require_run(member_paths(Path(run))[0])
+    if series is None:
+        series = load_config(first / "config.yaml").data.series
     if slice_axis is not None:
         check_slice_axis(slice_axis, "--slice-axis")
-        card = read_json(require_run(member_paths(Path(run))[0]) / "model.json")
+        card = read_json(first / "model.json")
         if InputSpec.from_card(card).spatial_dims != 2:
             raise ConfigError(f"--slice-axis means nothing to {run}: its model is 3D and reads volumes whole")
     token = SLICE_AXIS.set(slice_axis)

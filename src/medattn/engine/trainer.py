@@ -31,15 +31,17 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     """
     import torch
 
+    from medattn.data.readers import reading_series
     from medattn.tasks import task_for_config
 
     task = task_for_config(config)
     use_threads(config.train.threads)
     device = distributed.start(config.train.device)  # joins the process group under torchrun
     torch.manual_seed(config.train.seed)
-    data = task.load(config, source=source)
-    train_set = task.train_set(config, data)
-    config = task.resolve(config, data, train_set)
+    with reading_series(config.data.series):  # folders of several DICOM series: the one the config names
+        data = task.load(config, source=source)
+        train_set = task.train_set(config, data)
+        config = task.resolve(config, data, train_set)
     train_set.configure(config)
     train_cfg = config.train
     model = create_model(
