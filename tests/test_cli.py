@@ -87,6 +87,17 @@ def test_models_json_lists_every_model_with_parameters():
     tasks = {row["name"]: row["tasks"] for row in out["models"]}
     assert tasks["attn_resnet"] == ["classification", "regression"]
     assert tasks["attention_unet"] == ["segmentation"]
+    rows = {row["name"]: row for row in out["models"]}
+    assert rows["densenet121"]["source"] == "MONAI"
+    assert rows["vgg16"]["source"] == "medattn"
+    assert rows["deeplabv3plus"]["dims"] == [2, 3]
+    zoo = {"alexnet", "vgg11", "vgg16", "googlenet", "resnet34", "resnet50", "se_resnet50", "mobilenet_v1"}
+    zoo |= {"mobilenet_v2", "efficientnet_b0", "densenet121", "swin", "seed_cnn"}
+    zoo |= {"fcn", "deeplabv3plus", "unetr", "swin_unetr", "segresnet"}
+    assert zoo <= set(rows)
+    three = json.loads(medattn("models", "--dims", "3", "--channels", "2", "--classes", "4", "--json").stdout)
+    assert three["input"] == {"spatial_dims": 3, "channels": 2, "classes": 4}
+    assert {r["name"]: r["parameters"] for r in three["models"]}["resnet18"] > names["resnet18"]  # 3x3x3 kernels
 
 
 def test_tasks_json_lists_the_registered_tasks():

@@ -238,28 +238,42 @@ def predict(
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
-    """List registered models with parameter counts (2D, 1 channel, 2 classes, default options)."""
+def models(
+    dims: int = typer.Option(2, "--dims", help="count parameters for 2D or 3D input"),
+    channels: int = typer.Option(1, "--channels", help="input channels to count parameters for"),
+    classes: int = typer.Option(2, "--classes", help="outputs (classes) to count parameters for"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """List registered models: tasks, dimensions, parameter count for the given input (default options), and
+    where the implementation comes from (medattn, or MONAI behind the registry)."""
     import medattn.models  # noqa: F401
     from medattn.registry import MODELS, create_model
     from medattn.tasks import all_tasks
 
     rows = []
     for entry in MODELS:
-        model = create_model(entry.name, spatial_dims=2, in_channels=1, num_classes=2)
+        built = dims in entry.dims
+        model = (
+            create_model(entry.name, spatial_dims=dims, in_channels=channels, num_classes=classes) if built else None
+        )
         rows.append(
             {
                 "name": entry.name,
                 "tasks": [task.name for task in all_tasks() if task.model_tag in entry.tasks],
+                "dims": list(entry.dims),
+                "source": entry.source,
                 "description": entry.description,
-                "parameters": sum(p.numel() for p in model.parameters()),
+                "parameters": sum(p.numel() for p in model.parameters()) if built else None,
             }
         )
     _emit(
-        {"models": rows},
+        {"input": {"spatial_dims": dims, "channels": channels, "classes": classes}, "models": rows},
         as_json,
         lambda p: [
-            print(f"{r['name']:<16} {','.join(r['tasks']):<26} {r['parameters']:>12,}  {r['description']}")
+            print(
+                f"{r['name']:<16} {','.join(r['tasks']):<26} {r['source']:<8}"
+                f" {r['parameters'] or 0:>12,}  {r['description']}"
+            )
             for r in p["models"]
         ],
     )

@@ -21,6 +21,8 @@ class Entry:
     builder: Callable[..., Any]
     tasks: tuple[str, ...]
     description: str
+    dims: tuple[int, ...] = (2, 3)  # the spatial_dims it builds for
+    source: str = "medattn"  # where the implementation lives: "medattn", or "MONAI" (wrapped)
 
 
 class Registry:
@@ -31,14 +33,20 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(
-        self, name: str, *, tasks: tuple[str, ...] = ("classification",), description: str = ""
+        self,
+        name: str,
+        *,
+        tasks: tuple[str, ...] = ("classification",),
+        description: str = "",
+        dims: tuple[int, ...] = (2, 3),
+        source: str = "medattn",
     ) -> Callable[[T], T]:
         def decorate(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = description or (builder.__doc__ or "").strip().splitlines()[0:1]
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
-            self._entries[name] = Entry(name, builder, tasks, text)
+            self._entries[name] = Entry(name, builder, tasks, text, tuple(dims), source)
             return builder
 
         return decorate

@@ -27,6 +27,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "relu6": nn.ReLU6,
 }
 
 
@@ -98,7 +99,7 @@ def norm_layer(name: str, spatial_dims: int, channels: int, *, groups: int = 8) 
 
 
 def activation(name: str) -> nn.Module:
-    """A fresh activation module: "relu", "gelu", "silu" or "leaky_relu"."""
+    """A fresh activation module: "relu", "gelu", "silu", "leaky_relu" or "relu6"."""
     if name not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()

@@ -5,7 +5,18 @@ Importing this package registers every family; build models with `create_model(n
 
 from torch import nn
 
-from medattn.models import cnn, hybrid, resnet, unet, vit  # noqa: F401  (each registers its models)
+from medattn.models import (  # noqa: F401  (each registers its models)
+    classic,
+    cnn,
+    hybrid,
+    inception,
+    mobile,
+    monai_nets,
+    resnet,
+    segmenters,
+    unet,
+    vit,
+)
 from medattn.models.base import Classifier, ModelBase
 from medattn.models.unet import Segmenter
 from medattn.registry import MODELS, create_model

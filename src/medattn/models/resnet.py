@@ -68,6 +68,47 @@ class ResidualBlock(nn.Module):
         return self.act(branch + self.shortcut(x))
 
 
+class BottleneckBlock(nn.Module):
+    """1x1 reduce -> 3x3 (carries the stride) -> 1x1 expand to 4x -> attention, + shortcut -> act (ResNet-50)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        spatial_dims: int,
+        stride: int = 1,
+        kernel_size: int = 3,
+        norm: str = "batch",
+        attention: str = "none",
+        reduction: int = 16,
+    ) -> None:
+        super().__init__()
+        inner = out_channels // self.expansion
+        self.reduce = ConvNormAct(in_channels, inner, spatial_dims=spatial_dims, kernel_size=1, norm=norm)
+        self.conv = ConvNormAct(
+            inner, inner, spatial_dims=spatial_dims, kernel_size=kernel_size, stride=stride, norm=norm
+        )
+        self.expand = ConvNormAct(inner, out_channels, spatial_dims=spatial_dims, kernel_size=1, norm=norm, act=None)
+        self.attention = attention_module(attention, out_channels, spatial_dims=spatial_dims, reduction=reduction)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                conv_type(spatial_dims)(in_channels, out_channels, 1, stride=stride, bias=False),
+                norm_layer(norm, spatial_dims, out_channels),
+            )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, *S)
+        branch = self.attention(self.expand(self.conv(self.reduce(x))))  # (B, C_out, *S / stride)
+        return self.act(branch + self.shortcut(x))
+
+
+BLOCKS = {"basic": ResidualBlock, "bottleneck": BottleneckBlock}
+
+
 class ResNet(Classifier):
     """Stem -> stages of residual blocks (stage 0 at stride 1, later stages halve the grid) -> head.
 
@@ -90,14 +131,17 @@ class ResNet(Classifier):
         reduction: int = 16,
         norm: str = "batch",
         dropout: float = 0.0,
+        block: str = "basic",
     ) -> None:
         super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes)
         check_lengths(widths=widths, depths=depths)
+        unit = BLOCKS[check_choice("block", block, tuple(BLOCKS))]
         check_choice("attention", attention, ATTENTIONS)
+        stem_width = widths[0] // 4 if block == "bottleneck" else widths[0]  # ResNet-50: 64 in, 256 out
         stem: list[nn.Module] = [
             ConvNormAct(
                 in_channels,
-                widths[0],
+                stem_width,
                 spatial_dims=spatial_dims,
                 kernel_size=stem_kernel,
                 stride=stem_stride,
@@ -108,10 +152,10 @@ class ResNet(Classifier):
             stem.append(max_pool_type(spatial_dims)(3, stride=2, padding=1))
         self.stem = nn.Sequential(*stem)
         stages = []
-        channels = widths[0]
+        channels = stem_width
         for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks = [
-                ResidualBlock(
+                unit(
                     channels if block == 0 else width,
                     width,
                     spatial_dims=spatial_dims,
@@ -145,22 +189,49 @@ STEMS = {  # name -> (kernel, stride, max-pool)
 }
 
 
-@MODELS.register("resnet18", description="ResNet-18 (BasicBlock [2,2,2,2], 64-512): the MedMNIST baseline")
-def resnet18(*, spatial_dims: int, in_channels: int, num_classes: int, stem: str = "small") -> ResNet:
-    """ResNet-18; stem "small" (3x3 stride 1, no max-pool) or "imagenet" (7x7 stride 2 + max-pool)."""
-    kernel, stride, pool = STEMS[check_choice("stem", stem, tuple(STEMS))]
-    model = ResNet(
-        spatial_dims=spatial_dims,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        widths=(64, 128, 256, 512),
-        depths=(2, 2, 2, 2),
-        stem_kernel=kernel,
-        stem_stride=stride,
-        stem_pool=pool,
-    )
-    model._record("resnet18", stem=stem)
-    return model
+DEEP = {  # name -> (block, depths, widths at width 1.0, attention)
+    "resnet18": ("basic", (2, 2, 2, 2), (64, 128, 256, 512), "none"),
+    "resnet34": ("basic", (3, 4, 6, 3), (64, 128, 256, 512), "none"),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), (256, 512, 1024, 2048), "none"),
+    "se_resnet50": ("bottleneck", (3, 4, 6, 3), (256, 512, 1024, 2048), "se"),
+}
+
+
+def _deep(name: str):
+    block, depths, widths, attention = DEEP[name]
+
+    def build(
+        *, spatial_dims: int, in_channels: int, num_classes: int, stem: str = "small", width: float = 1.0
+    ) -> ResNet:
+        """Stem "small" (3x3 stride 1, no max-pool: keeps 28 x 28 inputs) or "imagenet" (7x7 stride 2 + max-pool);
+        `width` scales every stage (1.0 = the paper's)."""
+        kernel, stride, pool = STEMS[check_choice("stem", stem, tuple(STEMS))]
+        model = ResNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            widths=tuple(max(8, round(w * width / 4) * 4) for w in widths),
+            depths=depths,
+            stem_kernel=kernel,
+            stem_stride=stride,
+            stem_pool=pool,
+            attention=attention,
+            block=block,
+        )
+        model._record(name, stem=stem, width=width)
+        return model
+
+    return build
+
+
+MODELS.register("resnet18", description="ResNet-18 (BasicBlock [2,2,2,2], 64-512): the MedMNIST baseline")(
+    _deep("resnet18")
+)
+MODELS.register("resnet34", description="ResNet-34 (BasicBlock [3,4,6,3], 64-512)")(_deep("resnet34"))
+MODELS.register("resnet50", description="ResNet-50 (Bottleneck [3,4,6,3], 256-2048)")(_deep("resnet50"))
+MODELS.register("se_resnet50", description="SE-ResNet-50: ResNet-50 with squeeze-and-excitation in every block")(
+    _deep("se_resnet50")
+)
 
 
 @MODELS.register("attn_resnet", description="small residual CNN with SE/ECA/CBAM attention in every block")
