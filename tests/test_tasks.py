@@ -35,6 +35,8 @@ REQUIRED = (
     "fold_source",
     "score_fold",
     "spatial_dims",
+    "explain_target",
+    "explain_cases",
 )
 PAIRS = [(task.name, entry.name) for task in all_tasks() for entry in MODELS if task.model_tag in entry.tasks]
 

@@ -215,6 +215,56 @@ def predict(
 
 
 @app.command()
+def explain(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    files: list[Path] = typer.Argument(None, help="image files to explain (or --data for a data set)"),
+    method: str = typer.Option(
+        "gradcam",
+        "--method",
+        help="attention | gradcam | gradcam++ | hirescam | occlusion | integrated_gradients; several comma-separated",
+    ),
+    target: str = typer.Option(None, "--target", help="the class or output to explain (default: the prediction)"),
+    layer: str = typer.Option(None, "--layer", help="CAM layer, a module path (default: the last spatial block)"),
+    region: str = typer.Option(
+        "predicted", "--region", help="dense outputs: sum the class over the predicted region, or the data's mask"
+    ),
+    data: str = typer.Option(None, "--data", help="explain a split of this data set instead of files"),
+    split: str = typer.Option("test", "--split"),
+    limit: int = typer.Option(None, "--limit", help="at most this many images of the split"),
+    out: Path = typer.Option(None, "--out", help="where the overlays go (default RUN/explanations)"),
+    npy: bool = typer.Option(False, "--npy", help="also write each raw map as .npy"),
+    score: bool = typer.Option(False, "--score", help="faithfulness and localisation against a random map"),
+    removal: str = typer.Option("blur", "--removal", help="--score: blur | road (noisy linear imputation)"),
+    steps: int = typer.Option(10, "--steps", help="--score: steps of the deletion and insertion curves"),
+    seed: int = typer.Option(0, "--seed", help="--score: random maps, tie breaking and the bootstrap"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Explain a run's predictions: attention maps, CAMs, occlusion or integrated gradients, as overlays."""
+    from medattn.explain.command import print_explained, run_explain
+    from medattn.progress import track
+
+    result = run_explain(
+        run,
+        files,
+        method=method,
+        data=data,
+        split=split,
+        limit=limit,
+        target=target,
+        layer=layer,
+        region=region,
+        out=out,
+        npy=npy,
+        score=score,
+        removal=removal,
+        steps=steps,
+        seed=seed,
+        progress=lambda items: track(items, "explaining"),
+    )
+    _emit(result, as_json, print_explained)
+
+
+@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
     """List registered models with parameter counts (2D, 1 channel, 2 classes, default options)."""
     import medattn.models  # noqa: F401
