@@ -52,3 +52,37 @@ def train_tiny(data: Path, out: Path, *, epochs: int = 6, attention: str = "cbam
     run = prepare_run_dir(out, resume=False, force=False)
     fit(config, run)
     return run
+
+
+def blob_segmentation(csv: Path, root: Path) -> Path:
+    """The blob images of `blob_csv` as a segmentation folder (images/, masks/ with 0/1 labels)."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for line in csv.read_text().splitlines()[1:]:
+        path, _, _, mask = line.split(",")
+        image = Image.open(csv.parent / path)
+        name = Path(path).name
+        image.save(root / "images" / name)
+        labels = np.asarray(Image.open(csv.parent / mask)) > 0 if mask else np.zeros(image.size[::-1], bool)
+        Image.fromarray(labels.astype(np.uint8)).save(root / "masks" / name)
+    return root
+
+
+def cli_json(*args) -> dict:
+    """`medattn ARGS --json` run in process; its one JSON object."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medattn.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args] + ["--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def explain_split(run: Path, data: Path, *options) -> dict:
+    """`medattn explain RUN --data DATA --split test OPTIONS --json`."""
+    return cli_json("explain", run, "--data", data, "--split", "test", *options)

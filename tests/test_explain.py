@@ -1,7 +1,6 @@
 """Explanations: every method on 2D and 3D models leaves the model as it was; the target layer is found or named;
 `medattn explain` writes overlays, mosaics, NIfTI heat maps on the input's grid and raw maps."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from medattn.explain.target import Target
 from medattn.registry import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from explain_data import blob_csv, train_tiny  # noqa: E402
+from explain_data import blob_csv, cli_json, explain_split, train_tiny  # noqa: E402
 
 MODELS = [
     ("attn_resnet", 2, {"widths": [8, 16], "depths": [1, 1], "attention": "cbam"}),
@@ -83,18 +82,12 @@ def blob_run(tmp_path_factory):
     return data, train_tiny(data, root / "run")
 
 
-def _cli(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def test_explain_files_writes_overlays_and_keeps_predictions(blob_run, tmp_path):
     data, run = blob_run
     files = [data.parent / "img" / "131.png", data.parent / "img" / "132.png"]
-    before = _cli("predict", run, *files, "--json")
-    explained = _cli("explain", run, *files, "--method", "gradcam,attention", "--out", tmp_path, "--npy", "--json")
-    after = _cli("predict", run, *files, "--json")
+    before = cli_json("predict", run, *files)
+    explained = cli_json("explain", run, *files, "--method", "gradcam,attention", "--out", tmp_path, "--npy")
+    after = cli_json("predict", run, *files)
     assert before == after
     for row, prediction in zip(explained["explanations"], before["predictions"], strict=True):
         assert f"predicted {prediction['class']}" in row["prediction"]
@@ -105,21 +98,7 @@ def test_explain_files_writes_overlays_and_keeps_predictions(blob_run, tmp_path)
 
 def test_explain_a_split_names_the_target_and_refuses_bad_options(blob_run, tmp_path):
     data, run = blob_run
-    payload = _cli(
-        "explain",
-        run,
-        "--data",
-        data,
-        "--split",
-        "test",
-        "--limit",
-        "3",
-        "--target",
-        "blob",
-        "--out",
-        tmp_path,
-        "--json",
-    )
+    payload = explain_split(run, data, "--limit", "3", "--target", "blob", "--out", tmp_path)
     assert len(payload["explanations"]) == 3
     assert {row["target"] for row in payload["explanations"]} == {"blob"}
     assert all(row["truth"].startswith("true ") for row in payload["explanations"])
@@ -140,8 +119,8 @@ def test_a_volume_gets_a_mosaic_and_a_nifti_on_its_own_grid(tmp_path):
     volume = np.random.default_rng(0).random((1, 10, 14, 12)).astype(np.float32)
     affine = np.array([[0, 0, 2.0, 5], [0, 1.5, 0, -3], [1.0, 0, 0, 7], [0, 0, 0, 1]])
     write_image(tmp_path / "case.nii.gz", volume, ImageMeta(spacing=(1.0, 1.5, 2.0), affine=affine))
-    payload = _cli(
-        "explain", run, tmp_path / "case.nii.gz", "--method", "attention,gradcam++", "--out", tmp_path / "out", "--json"
+    payload = cli_json(
+        "explain", run, tmp_path / "case.nii.gz", "--method", "attention,gradcam++", "--out", tmp_path / "out"
     )
     for files in payload["explanations"][0]["files"].values():
         heat, meta = read_image(files["nifti"])
