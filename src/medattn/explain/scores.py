@@ -1,5 +1,6 @@
 """`medattn explain --score`: faithfulness for every method beside a random map of the same shape, and, where
-the data has masks, localisation; means over the images with percentile bootstrap 95% CIs (evaluate/)."""
+the data has masks, localisation; means over the images with percentile bootstrap 95% CIs (evaluate/), and each
+method's paired difference from the random map on the same images (`<key>_minus_random`, with its CI)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def score_cases(explainer, cases, *, removal: str, steps: int, seed: int) -> dic
         row = {}
         for key, column in columns.items():
             row[key], row[f"{key}_ci"] = mean_ci(column, seed=seed)
+            if method != RANDOM:  # paired with the random map on the same images
+                difference = np.asarray(column) - np.asarray(values[RANDOM][key])
+                row[f"{key}_minus_random"], row[f"{key}_minus_random_ci"] = mean_ci(difference, seed=seed)
         summary[method] = row
     result = {"n": n, "removal": removal, "steps": steps, "n_localised": len(fractions)}
     if fractions:
