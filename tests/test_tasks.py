@@ -37,6 +37,7 @@ REQUIRED = (
     "spatial_dims",
     "explain_target",
     "explain_cases",
+    "report_sections",
 )
 PAIRS = [(task.name, entry.name) for task in all_tasks() for entry in MODELS if task.model_tag in entry.tasks]
 

@@ -181,11 +181,29 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
+    from medattn.explain.report.build import write_report
     from medattn.tasks import task_for_run
+    from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
     metrics = task.evaluate(run, data=data, split=split, tta=tta)
+    if not is_ensemble(run) and not tta:  # the report of a single run, on the split just scored
+        metrics["report"] = str(write_report(run, data=data, split=split))
     _emit(metrics, as_json, task.print_report)
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    data: str = typer.Option(None, "--data", help="dataset to report on (default: the run's training data)"),
+    split: str = typer.Option("test", "--split"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Write RUN/report.html: model card, training curves, evaluation plots and explained test cases, one file."""
+    from medattn.explain.report.build import write_report
+
+    path = write_report(run, data=data, split=split)
+    _emit({"report": str(path)}, as_json, lambda p: print(f"report written to {p['report']}"))
 
 
 @app.command()

@@ -262,6 +262,10 @@ class Task(ABC):
         """`explain.case.ExplainCase` for each image of a split (the run's own data split as training split it),
         with its lesion mask where the data has one."""
 
+    @abstractmethod
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list[Any]:
+        """The task's evaluation in `medattn report` (`explain.report.page.Section`s with embedded plots)."""
+
     # -- cross-validation -------------------------------------------------------------------------------
     @abstractmethod
     def fold_pool(self, source: Any) -> Pool:

@@ -13,24 +13,17 @@ from medattn.runs import record_metrics
 
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "test", tta: bool = False) -> dict:
     """Score a run, or the fold ensemble of a cross-validation directory (mean of the members' probabilities)."""
-    from medattn.engine.loaded import tta_flips
     from medattn.tasks.classify.metrics import classification_metrics
-    from medattn.tasks.classify.predict import predict_probs
-    from medattn.tune.ensemble import load_ensemble, member_inputs
+    from medattn.tune.ensemble import load_ensemble
 
     run = load_ensemble(run_dir)  # a plain run is an ensemble of one
     source, path = open_like_training(run, data)
     if split not in source.splits:
         raise DataError(f"{path}: no {split!r} split (found: {', '.join(source.splits)})")
-    probs, flips = [], None
-    reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
-    for member, prepared in member_inputs(run, source, split, progress=reading):
-        _check_input(member, prepared.x.shape[1:], where=f"{path} [{split}]")
-        flips = tta_flips(member.config, member.card["model"]["spatial_dims"]) if tta else None
-        probs.append(predict_probs(member.model, prepared.x, labels=member.labels, flips=flips))
+    truth, probs, flips = split_probabilities(run, source, split, tta=tta, where=f"{path} [{split}]")
     metrics = classification_metrics(
-        prepared.y.numpy(),
-        np.mean(probs, axis=0),  # (N, K)
+        truth,
+        probs,  # (N, K)
         task=run.labels,
         threshold=run.threshold,
         class_names=run.class_names,
@@ -47,6 +40,21 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, split: str = "
     if len(run.members) > 1:
         metrics["ensemble"] = {"members": len(run.members), "threshold_rule": run.threshold_rule}
     return record_metrics(run.path, f"{split}+tta" if tta else split, metrics)
+
+
+def split_probabilities(run, source, split: str, *, tta: bool = False, where: str):
+    """(truth, mean probabilities over the members (N, K), the flips used) for a split of `source`."""
+    from medattn.engine.loaded import tta_flips
+    from medattn.tasks.classify.predict import predict_probs
+    from medattn.tune.ensemble import member_inputs
+
+    probs, flips = [], None
+    reading = lambda items: track(items, f"reading {split} images")  # noqa: E731
+    for member, prepared in member_inputs(run, source, split, progress=reading):
+        _check_input(member, prepared.x.shape[1:], where=where)
+        flips = tta_flips(member.config, member.card["model"]["spatial_dims"]) if tta else None
+        probs.append(predict_probs(member.model, prepared.x, labels=member.labels, flips=flips))
+    return prepared.y.numpy(), np.mean(probs, axis=0), flips
 
 
 def open_like_training(run, data: str | None):

@@ -214,6 +214,11 @@ class ClassificationTask(ImageTask):
 
         return class_cases(self, run, data=data, split=split)
 
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.classify.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     # -- cross-validation -------------------------------------------------------------------------------
     def score_fold(self, run: Path, source) -> dict:
         from medattn.engine.loaded import load_run

@@ -193,6 +193,11 @@ class RegressionTask(ImageTask):
 
         return self.split_cases(source, split, truth)
 
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.regress.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     def score_fold(self, run: Path, source) -> dict:
         from medattn.tasks.regress.report import score_split
 

@@ -176,6 +176,11 @@ class SegmentationTask(Task):
 
         print_inspect(report)
 
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.segment.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     # -- cross-validation -------------------------------------------------------------------------------
     # -- explanation --------------------------------------------------------------------------------------
     def explain_target(self, card: dict, output, *, target: str | None, mask=None):
