@@ -127,3 +127,21 @@ def test_a_volume_gets_a_mosaic_and_a_nifti_on_its_own_grid(tmp_path):
         assert heat.shape == volume.shape
         assert np.allclose(meta.affine, affine)
         assert Path(files["png"]).stat().st_size > 1000
+
+
+def test_a_2d_model_explains_a_volume_slice_by_slice(blob_run, tmp_path):
+    from medattn.data.meta import ImageMeta
+    from medattn.data.readers import read_image, write_image
+
+    _, run = blob_run
+    volume = np.random.default_rng(1).normal(90, 20, (1, 24, 24, 5)).astype(np.float32)
+    volume[0, 8:14, 8:14, 2] += 110  # a blob on the middle slice
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    write_image(tmp_path / "vol.nii.gz", volume, ImageMeta(spacing=(1.0, 1.0, 3.0), affine=affine))
+    payload = cli_json("explain", run, tmp_path / "vol.nii.gz", "--method", "gradcam", "--out", tmp_path / "o")
+    row = payload["explanations"][0]
+    assert "mean over 5 slices" in row["prediction"]
+    heat, meta = read_image(row["files"]["gradcam"]["nifti"])
+    assert heat.shape == volume.shape
+    assert np.allclose(meta.affine, affine)
+    assert heat[0, 8:14, 8:14, 2].mean() > heat[0, :, :, 0].mean()  # the blob's slice, at the blob

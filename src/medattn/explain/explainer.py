@@ -89,7 +89,7 @@ class Explainer:
     # -- one image ---------------------------------------------------------------------------------------
     def explain(self, name: str, image: np.ndarray, meta: ImageMeta | None, *, mask=None) -> Explanation:
         where = name
-        fitted = self.spec.fit(image, where=where)
+        fitted = image if self.spec.is_volume_for_slices(image) else self.spec.fit(image, where=where)
         axis, xs = self.spec.batch(fitted, meta, where=where)  # (N, C, *S'): one input, or a volume's slices
         outputs = [self.output(xs[i : i + 1]) for i in range(len(xs))]
         overall = self.target(torch.cat(outputs).mean(dim=0, keepdim=True), name=self.given)
