@@ -187,8 +187,8 @@ def evaluate(
 
     task = task_for_run(run)
     metrics = task.evaluate(run, data=data, split=split, tta=tta)
-    if not is_ensemble(run) and not tta:  # the report of a single run, on the split just scored
-        metrics["report"] = str(write_report(run, data=data, split=split))
+    if data is None and not tta and not is_ensemble(run):  # a single run on its own data: the report of the split
+        metrics["report"] = str(write_report(run, split=split))
     _emit(metrics, as_json, task.print_report)
 
 
