@@ -3,7 +3,6 @@
 
 import base64
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -62,9 +61,6 @@ def test_the_report_renders_in_chromium(reported, tmp_path):
     assert scroll_width <= client_width, overflow
     assert sticking_out == 0, overflow
     assert shot.stat().st_size > 20_000
-    keep = Path(__file__).resolve().parents[1] / "runs" / "report_screenshot.png"
-    keep.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, keep)  # the README's screenshot comes from here
 
 
 def test_segmentation_and_regression_reports(tmp_path):
