@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-segmentation bench-tools clean
+.PHONY: setup demo test lint bench bench-segmentation bench-tools bench-explain clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/medmnist.py
+
+bench-explain: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/explain.py
 
 bench-segmentation: $(STAMP)
 	$(BIN)/python benchmarks/segmentation.py

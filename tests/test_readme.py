@@ -51,6 +51,22 @@ def _hippocampus(work: Path, shared: Path) -> Path:
     return target
 
 
+def _lgg(work: Path, shared: Path) -> None:
+    """lgg.csv: 6 real lgg_mri patients' slices, labelled by whether the tumour mask has pixels, with the mask."""
+    import csv
+
+    root = shared / "lgg_mri"
+    rows = list(csv.DictReader((root / "manifest.csv").open()))
+    patients = sorted({row["patient_id"] for row in rows})[:6]
+    lines = ["path,label,patient_id,mask"]
+    for row in rows:
+        if row["patient_id"] in patients and int(row["slice_number"]) % 2 == 0:
+            label = "tumour" if int(row["mask_pixels"]) > 0 else "none"
+            image, mask = (root / "images" / row["file"]).resolve(), (root / "masks" / row["file"]).resolve()
+            lines.append(f"{image},{label},{row['patient_id']},{mask}")
+    (work / "lgg.csv").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, shared_data: Path) -> dict:
     """A work folder with ../shared beside it, the README's placeholder files, and runs/pneumonia."""
@@ -66,6 +82,8 @@ def work(tmp_path_factory, shared_data: Path) -> dict:
     from PIL import Image
 
     Image.fromarray(item(1, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "image.png")
+    Image.fromarray(item(2, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "scan.png")
+    _lgg(work, shared_data)
     hippocampus = sorted((shared_data / "msd_hippocampus" / "imagesTr").glob("*.nii.gz"))[0]
     shutil.copy(hippocampus, work / "case.nii.gz")
     for name in ("folder_or_manifest", "skewed", "scans", "manifest"):

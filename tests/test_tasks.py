@@ -35,6 +35,9 @@ REQUIRED = (
     "fold_source",
     "score_fold",
     "spatial_dims",
+    "explain_target",
+    "explain_cases",
+    "report_sections",
 )
 # Every (task, model) pair; classifier backbones (the "classification" tag, also used by regression) pass the
 # stricter tests/test_models.py contract in 2D and 3D, so here each task runs its default one of them.

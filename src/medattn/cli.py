@@ -199,12 +199,30 @@ def evaluate(
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
     from medattn.engine.loaded import reading
+    from medattn.explain.report.build import write_report
     from medattn.tasks import task_for_run
+    from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
     with reading(run, series=series, slice_axis=slice_axis):
         metrics = task.evaluate(run, data=data, split=split, tta=tta)
+        if data is None and not tta and not is_ensemble(run):  # a single run on its own data: its split's report
+            metrics["report"] = str(write_report(run, split=split))
     _emit(metrics, as_json, task.print_report)
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    data: str = typer.Option(None, "--data", help="dataset to report on (default: the run's training data)"),
+    split: str = typer.Option("test", "--split"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Write RUN/report.html: model card, training curves, evaluation plots and explained test cases, one file."""
+    from medattn.explain.report.build import write_report
+
+    path = write_report(run, data=data, split=split)
+    _emit({"report": str(path)}, as_json, lambda p: print(f"report written to {p['report']}"))
 
 
 @app.command()
@@ -235,6 +253,60 @@ def predict(
     with reading(run, series=series, slice_axis=slice_axis):
         result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    files: list[Path] = typer.Argument(None, help="image files to explain (or --data for a data set)"),
+    method: str = typer.Option(
+        "gradcam",
+        "--method",
+        help="attention | gradcam | gradcam++ | hirescam | occlusion | integrated_gradients; several comma-separated",
+    ),
+    target: str = typer.Option(None, "--target", help="the class or output to explain (default: the prediction)"),
+    layer: str = typer.Option(None, "--layer", help="CAM layer, a module path (default: the last spatial block)"),
+    region: str = typer.Option(
+        "predicted", "--region", help="dense outputs: sum the class over the predicted region, or the data's mask"
+    ),
+    data: str = typer.Option(None, "--data", help="explain a split of this data set instead of files"),
+    split: str = typer.Option("test", "--split"),
+    limit: int = typer.Option(None, "--limit", help="at most this many images of the split"),
+    out: Path = typer.Option(None, "--out", help="where the overlays go (default RUN/explanations)"),
+    npy: bool = typer.Option(False, "--npy", help="also write each raw map as .npy"),
+    score: bool = typer.Option(False, "--score", help="faithfulness and localisation against a random map"),
+    removal: str = typer.Option("blur", "--removal", help="--score: blur | road (noisy linear imputation)"),
+    steps: int = typer.Option(10, "--steps", help="--score: steps of the deletion and insertion curves"),
+    seed: int = typer.Option(0, "--seed", help="--score: random maps, tie breaking and the bootstrap"),
+    series: str = typer.Option(None, "--series", help=_SERIES_HELP),
+    slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Explain a run's predictions: attention maps, CAMs, occlusion or integrated gradients, as overlays."""
+    from medattn.engine.loaded import reading
+    from medattn.explain.command import print_explained, run_explain
+    from medattn.progress import track
+
+    with reading(run, series=series, slice_axis=slice_axis):
+        result = run_explain(
+            run,
+            files,
+            method=method,
+            data=data,
+            split=split,
+            limit=limit,
+            target=target,
+            layer=layer,
+            region=region,
+            out=out,
+            npy=npy,
+            score=score,
+            removal=removal,
+            steps=steps,
+            seed=seed,
+            progress=lambda items: track(items, "explaining"),
+        )
+    _emit(result, as_json, print_explained)
 
 
 @app.command()

@@ -24,6 +24,7 @@ class Split:
     images: np.ndarray | None = None  # (N, C, *spatial) when held in memory
     paths: list[str] | None = None  # image files when read lazily
     patient_ids: list[str] | None = None
+    masks: list[str] | None = None  # a lesion mask file per image ("" for none), for localisation scores
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -45,6 +46,7 @@ class Split:
             images=None if self.images is None else self.images[index],
             paths=pick(self.paths),
             patient_ids=pick(self.patient_ids),
+            masks=pick(self.masks),
         )
 
     @staticmethod
@@ -57,6 +59,7 @@ class Split:
             images=None if a.images is None else np.concatenate([a.images, b.images]),
             paths=both(a.paths, b.paths),
             patient_ids=both(a.patient_ids, b.patient_ids),
+            masks=both(a.masks, b.masks),
         )
 
 

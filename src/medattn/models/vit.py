@@ -46,6 +46,8 @@ class VisionTransformer(Classifier):
         self.encoder = TransformerEncoder(embed_dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, dropout=dropout)
         self.feature_channels = embed_dim
         self.head = ClassifierHead(embed_dim, num_classes, spatial_dims=spatial_dims, dropout=dropout)
+        # the head reads the class token alone, so CAMs take the patch tokens entering the last block
+        self.cam_layer = f"encoder.blocks.{depth - 1}.norm1"
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.cls_pos, std=0.02)
         self._record(

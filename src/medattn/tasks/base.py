@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -249,6 +249,22 @@ class Task(ABC):
     @abstractmethod
     def print_inspect(self, report: dict) -> None:
         """`data inspect`'s report for a person."""
+
+    # -- explanation (explain/) ----------------------------------------------------------------------------
+    @abstractmethod
+    def explain_target(self, card: dict, output: Any, *, target: str | None, mask: Any = None) -> Any:
+        """The `explain.target.Target` an explanation of one input explains, from the model's output (1, K) or
+        (1, K, *S) (detached logits): `target` names a class or output (default: the prediction); `mask` (*S), on
+        the model's input grid, is the region a dense output is summed over (default: the predicted region)."""
+
+    @abstractmethod
+    def explain_cases(self, run: Path, *, data: str | None, split: str) -> Iterator[Any]:
+        """`explain.case.ExplainCase` for each image of a split (the run's own data split as training split it),
+        with its lesion mask where the data has one."""
+
+    @abstractmethod
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list[Any]:
+        """The task's evaluation in `medattn report` (`explain.report.page.Section`s with embedded plots)."""
 
     # -- cross-validation -------------------------------------------------------------------------------
     @abstractmethod

@@ -75,6 +75,31 @@ class ImageTask(Task):
             splits["test"] = source.splits["test"]
         return replace(source, splits=splits, notes=[*source.notes, note])
 
+    def split_cases(self, source, split: str, truth):
+        """ExplainCase per image of `source`'s split; `truth(i)` gives (text, class or None) of image i."""
+        from pathlib import Path
+
+        from medattn.data.readers import read_image
+        from medattn.errors import DataError
+        from medattn.explain.case import ExplainCase
+
+        if split not in source.splits:
+            raise DataError(f"{source.path}: no {split!r} split (found: {', '.join(source.splits)})")
+        data = source.splits[split]
+        for i in range(len(data)):
+            if data.images is not None:
+                image, meta, name = data.images[i], None, f"{split}-{i:04d}"
+            else:
+                image, meta = read_image(data.paths[i])
+                name = f"{split}-{i:04d}-{Path(data.paths[i]).name.split('.')[0]}"
+            mask = None
+            if data.masks is not None and data.masks[i]:
+                mask = read_image(data.masks[i])[0][0] > 0  # (*S) lesion mask
+                if mask.shape != image.shape[1:]:
+                    raise DataError(f"{data.masks[i]}: mask of shape {list(mask.shape)}, image {list(image.shape[1:])}")
+            text, label = truth(i)
+            yield ExplainCase(name, image, meta, text, mask=mask, label=label)
+
     def spatial_dims(self, config: RunConfig) -> int:
         split = self.open_source(config.data.path, config).splits["train"]
         if split.images is not None:

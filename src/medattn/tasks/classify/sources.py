@@ -163,6 +163,7 @@ def _open_csv(path: Path) -> LabelledSource:
     else:
         labels = np.asarray([position[r[0]] for r in raw], dtype=np.int64)
     patients = [r.get("patient_id") or "" for r in rows] if "patient_id" in rows[0] else None
+    masks = _mask_column(path, rows) if "mask" in rows[0] else None
     splits = {}
     for name in SPLITS:
         index = np.asarray([i for i, r in enumerate(rows) if r["split"] == name], dtype=int)
@@ -171,10 +172,23 @@ def _open_csv(path: Path) -> LabelledSource:
                 labels=labels[index],
                 paths=[rows[i]["path"][0] for i in index],
                 patient_ids=None if patients is None else [patients[i] for i in index],
+                masks=None if masks is None else [masks[i] for i in index],
             )
     if "train" not in splits:
         raise DataError(f"{path}: no rows in the train split")
     return LabelledSource(str(path), "csv", _infer_task(labels, len(names)), names, splits)
+
+
+def _mask_column(path: Path, rows: list[dict]) -> list[str]:
+    """The optional `mask` column: a lesion mask per image for localisation scores (empty: no mask)."""
+    masks = []
+    for row in rows:
+        given = row.get("mask") or ""
+        file = Path(given) if not given or Path(given).is_absolute() else path.parent / given
+        if given and not file.exists():
+            raise DataError(f"{path} line {row['line']}: mask {file} does not exist")
+        masks.append(str(file) if given else "")
+    return masks
 
 
 def _natural_key(name: str):

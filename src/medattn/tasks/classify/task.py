@@ -203,6 +203,22 @@ class ClassificationTask(ImageTask):
 
         print_inspect(report)
 
+    # -- explanation --------------------------------------------------------------------------------------
+    def explain_target(self, card: dict, output, *, target: str | None, mask=None):
+        from medattn.tasks.classify.explain import class_target
+
+        return class_target(card, output, target)
+
+    def explain_cases(self, run: Path, *, data: str | None, split: str):
+        from medattn.tasks.classify.explain import class_cases
+
+        return class_cases(self, run, data=data, split=split)
+
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.classify.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     # -- cross-validation -------------------------------------------------------------------------------
     def score_fold(self, run: Path, source) -> dict:
         from medattn.engine.loaded import load_run

@@ -171,6 +171,33 @@ class RegressionTask(ImageTask):
             print(f"  patients in more than one split: {report['patients']['in_more_than_one_split']}")
 
     # -- cross-validation -------------------------------------------------------------------------------
+    # -- explanation --------------------------------------------------------------------------------------
+    def explain_target(self, card: dict, output, *, target: str | None, mask=None):
+        from medattn.explain.target import Target, pick_index
+
+        names = card["target_names"]
+        index = pick_index(names, target, default=0, where="the run")
+        values = output[0].double().numpy() * np.asarray(card["target_std"]) + np.asarray(card["target_mean"])
+        title = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values, strict=True))
+        return Target(index, names[index], f"predicted {title}", "identity")
+
+    def explain_cases(self, run: Path, *, data: str | None, split: str):
+        from medattn.tasks.regress.report import _open_like_training
+        from medattn.tune.ensemble import load_ensemble
+
+        source, _ = _open_like_training(load_ensemble(run), data)
+        names, split_data = source.target_names, source.splits.get(split)
+
+        def truth(i):
+            return "true " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, split_data.labels[i], strict=True)), None
+
+        return self.split_cases(source, split, truth)
+
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.regress.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     def score_fold(self, run: Path, source) -> dict:
         from medattn.tasks.regress.report import score_split
 

@@ -176,7 +176,23 @@ class SegmentationTask(Task):
 
         print_inspect(report)
 
+    def report_sections(self, run: Path, *, data: str | None, split: str) -> list:
+        from medattn.tasks.segment.report_html import report_sections
+
+        return report_sections(run, data=data, split=split)
+
     # -- cross-validation -------------------------------------------------------------------------------
+    # -- explanation --------------------------------------------------------------------------------------
+    def explain_target(self, card: dict, output, *, target: str | None, mask=None):
+        from medattn.tasks.segment.explain import region_target
+
+        return region_target(card, output, target, mask)
+
+    def explain_cases(self, run: Path, *, data: str | None, split: str):
+        from medattn.tasks.segment.explain import segment_cases
+
+        return segment_cases(run, data=data, split=split)
+
     def fold_pool(self, source) -> Pool:
         cases = [*source.splits["train"], *source.splits.get("val", [])]
         grouped = all(c.patient_id for c in cases)
