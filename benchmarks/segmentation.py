@@ -64,12 +64,13 @@ def train_and_score(config, run: Path) -> dict:
     }
 
 
-def hippocampus(seed: int, *, epochs: int, work: Path) -> dict:
+def hippocampus(seed: int, *, epochs: int, work: Path, model: str | None = None) -> dict:
     from medattn.config import RunConfig
 
     config = RunConfig()
     config.data.path = str(DATA / "msd_hippocampus" / "dataset.json")
     config.task = "segmentation"
+    config.model.name = model  # None: the task's default
     config.data.test_fraction, config.data.val_fraction = 0.2, 0.1
     config.train.seed, config.train.epochs = seed, epochs
     return {"seed": seed, **train_and_score(config, work / f"hippocampus-{seed}")}
