@@ -11,13 +11,15 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medattn.errors import RunDirError
+from medattn.errors import MedattnError, RunDirError
 
 CHECKPOINT = "checkpoint/last.pt"
+REBUILT_BY_RESUME = ("model.safetensors", "model.json")  # `train --resume` of a finished run writes them again
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None], *, suffix: str = "") -> None:
@@ -109,12 +111,42 @@ def require_run(run: str | Path) -> Path:
     run = Path(run)
     missing = [n for n in ("config.yaml", "model.safetensors", "model.json") if not (run / n).is_file()]
     if missing:
-        raise RunDirError(f"{run} is not a finished medattn run: missing {', '.join(missing)}")
+        fix = f" ({_repair(run, missing[0])})" if (run / CHECKPOINT).is_file() else ""
+        raise RunDirError(f"{run} is not a finished medattn run: missing {', '.join(missing)}{fix}")
     return run
+
+
+def _repair(run: Path, name: str) -> str:
+    """What `train --resume` and `train --force` would do about a damaged or missing file of a run."""
+    force = f"`medattn train --data DATA --out {run} --force` trains again from scratch, replacing everything there"
+    if name in REBUILT_BY_RESUME:
+        return f"`medattn train --out {run} --resume` writes it again from checkpoint/ if that is intact; {force}"
+    return f"`--resume` cannot continue from it; {force}"
+
+
+def damaged(run: str | Path, name: str, reason: str) -> RunDirError:
+    """The error for file `name` of run directory `run` that cannot be used: which file, why, and the way out."""
+    return RunDirError(f"{Path(run) / name} is damaged: {reason}. {_repair(Path(run), name)}")
+
+
+@contextmanager
+def run_file(run: str | Path, name: str) -> Iterator[None]:
+    """Whatever using file `name` of `run` raises inside the block becomes `damaged(run, name, ...)`.
+
+    Broad on purpose: torch, safetensors, YAML and the code reading a hand-edited card raise any type.
+    """
+    try:
+        yield
+    except RunDirError:
+        raise
+    except MedattnError as error:
+        raise damaged(run, name, str(error)) from error
+    except Exception as error:
+        raise damaged(run, name, f"{type(error).__name__}: {error}") from error
 
 
 def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError and UnicodeDecodeError
         raise RunDirError(f"cannot read {path}: {error}") from error

@@ -21,7 +21,7 @@ from medattn.engine.step import end_epoch, optimizer_step
 from medattn.engine.transfer import load_backbone
 from medattn.progress import console
 from medattn.registry import create_model
-from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, run_file
 
 
 def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source=None) -> dict:
@@ -78,7 +78,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
     if resume:
         state = ckpt.load_checkpoint(run)
-        ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        ckpt.restore(run, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
     elif distributed.is_main():
         save_config(config, run / "config.yaml")
@@ -167,8 +167,9 @@ def _finish(task, config: RunConfig, run: Path, data, *, model, best: dict, hist
 
     from medattn.engine.card import model_card
 
-    weights = load_file(run / "checkpoint" / "best.safetensors")
-    model.load_state_dict(weights)
+    with run_file(run, "checkpoint/best.safetensors"):
+        weights = load_file(run / "checkpoint" / "best.safetensors")
+        model.load_state_dict(weights)
     card = model_card(task, config, data, model=model, best=best, history=history, device=device)
     atomic_save_safetensors(run / "model.safetensors", weights, metadata={"medattn_model": config.model.name})
     atomic_write_json(run / "model.json", card)
