@@ -91,7 +91,10 @@ def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> Path:
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if resume:
         if not (out / CHECKPOINT).is_file():
-            raise RunDirError(f"cannot resume {out}: no {CHECKPOINT} there (start a new run without --resume)")
+            raise RunDirError(
+                f"cannot resume {out}: no {CHECKPOINT} there; start the run again without --resume "
+                f"(--force replaces what is in {out})"
+            )
         return out
     if exists:
         if not force:
@@ -126,7 +129,7 @@ def _repair(run: Path, name: str) -> str:
 
 def damaged(run: str | Path, name: str, reason: str) -> RunDirError:
     """The error for file `name` of run directory `run` that cannot be used: which file, why, and the way out."""
-    return RunDirError(f"{Path(run) / name} is damaged: {reason}. {_repair(Path(run), name)}")
+    return RunDirError(f"{Path(run) / name} is damaged: {reason.rstrip('. ')}. {_repair(Path(run), name)}")
 
 
 @contextmanager
