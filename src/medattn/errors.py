@@ -31,3 +31,9 @@ class ConfigError(MedattnError):
 
 class RunDirError(MedattnError):
     """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class TrainingDiverged(MedattnError, FloatingPointError):
+    """The loss stopped being finite; training stopped before the update, and the last good checkpoint is kept.
+
+    Also a FloatingPointError, so a search (tune grid) records the point as failed and goes on."""

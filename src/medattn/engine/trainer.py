@@ -94,7 +94,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             permutation = train_set.order(order)  # the same on every rank
             distributed.reseed_rank_streams(seed=train_cfg.seed, epoch=epoch, generators=train_set.rank_generators)
             total_loss, seen = 0.0, 0
-            for items in distributed.rank_batches(permutation, batch=batch):
+            for step, items in enumerate(distributed.rank_batches(permutation, batch=batch)):
                 x, target = train_set.batch(items)
                 with autocast(device, train_cfg.amp):
                     output = net(x.to(device, non_blocking=True))
@@ -107,6 +107,8 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                     scheduler=scheduler,
                     grad_clip=train_cfg.grad_clip,
                     epoch=epoch,
+                    step=step,
+                    run=run,
                 )
                 if ema is not None:
                     ema.update_parameters(model)
