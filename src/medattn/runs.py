@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medattn.errors import MedattnError, RunDirError
+from medattn.errors import MedattnError, RunDirError, WriteError
 
 CHECKPOINT = "checkpoint/last.pt"
 REBUILT_BY_RESUME = ("model.safetensors", "model.json")  # `train --resume` of a finished run writes them again
@@ -36,14 +36,26 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], *, suffix:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk (ENOSPC), a quota or file-size limit (EFBIG), no permission
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise WriteError(path, f"{error.strerror or error} ({kept}; free some space there and retry)") from error
     except BaseException:
         # BaseException on purpose: a Ctrl-C half way through must not leave the temp file behind.
         tmp.unlink(missing_ok=True)
         raise
 
 
+def write_bytes_durably(path: Path, data: bytes) -> None:
+    """Write and fsync, so the rename that follows never publishes a file the disk does not hold yet."""
+    with Path(path).open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    write_atomically(path, lambda tmp: write_bytes_durably(tmp, text.encode()))
 
 
 def finite(value: Any) -> Any:
@@ -62,16 +74,21 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 
 def atomic_save_torch(path: Path, payload: dict) -> None:
+    import io
+
     import torch
 
-    write_atomically(path, lambda tmp: torch.save(payload, tmp))
+    buffer = io.BytesIO()  # serialised in memory, so a failing disk raises OSError here, not torch's RuntimeError
+    torch.save(payload, buffer)
+    write_atomically(path, lambda tmp: write_bytes_durably(tmp, buffer.getvalue()))
 
 
 def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    write_atomically(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+    data = save(contiguous, metadata=metadata)
+    write_atomically(path, lambda tmp: write_bytes_durably(tmp, data))
 
 
 def record_metrics(run: Path, key: str, metrics: dict) -> dict:
