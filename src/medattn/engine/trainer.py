@@ -17,7 +17,7 @@ from medattn.engine import checkpoint as ckpt
 from medattn.engine import distributed
 from medattn.engine.device import autocast, grad_scaler, use_threads
 from medattn.engine.optim import build_optimizer, build_schedule, ema_model
-from medattn.engine.step import end_epoch, optimizer_step
+from medattn.engine.step import end_epoch, optimizer_step, write_history
 from medattn.engine.transfer import load_backbone
 from medattn.progress import console
 from medattn.registry import create_model
@@ -80,6 +80,8 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         state = ckpt.load_checkpoint(run)
         ckpt.restore(run, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
+        if history and distributed.is_main():  # a kill between the checkpoint and history.csv must lose no row
+            write_history(run, history, list(history[0]))
     elif distributed.is_main():
         save_config(config, run / "config.yaml")
 
