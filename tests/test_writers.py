@@ -11,6 +11,7 @@ import pytest
 
 from medattn.data.meta import ImageMeta
 from medattn.data.readers import read_image, write_image
+from medattn.errors import WriteError
 
 
 def _oblique_meta() -> ImageMeta:
@@ -144,7 +145,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
         raise OSError("disk full")
 
     monkeypatch.setattr(nib, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=r"disk full \(the previous mask.nii.gz is intact"):
         write_image(target, np.zeros((1, 2, 2, 2), np.uint8), _oblique_meta())
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]

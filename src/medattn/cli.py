@@ -120,8 +120,8 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Train a model for the task of the data (`medattn tasks`), writing a run directory."""
-    from medattn.config import load_config
     from medattn.engine import distributed
+    from medattn.engine.checkpoint import resume_config
     from medattn.engine.trainer import fit
     from medattn.errors import ConfigError
     from medattn.runs import prepare_run_dir
@@ -129,7 +129,7 @@ def train(
 
     if resume:
         run = prepare_run_dir(out, resume=True, force=force)  # only reads: under torchrun every process checks
-        cfg = load_config(run / "config.yaml")
+        cfg = resume_config(run)
         chosen = task_for_config(cfg)
     else:
         if data is None and config is None:

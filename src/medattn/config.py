@@ -254,6 +254,16 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"config file {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    return RunConfig.from_dict(raw, source=str(path))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config: {error}") from error
+    try:
+        return RunConfig.from_dict(raw, source=str(path))
+    except ConfigError as error:
+        if str(path) in str(error):
+            raise
+        raise ConfigError(f"{path}: {error}") from error
+    except (TypeError, ValueError, AttributeError, KeyError) as error:
+        # A list where a number belongs, a mapping where a name belongs: the checks compare and look up values.
+        raise ConfigError(f"{path}: a value has the wrong type ({type(error).__name__}: {error})") from error

@@ -21,6 +21,16 @@ class ReadError(MedattnError):
         super().__init__(f"cannot read {self.path}: {reason}")
 
 
+class WriteError(MedattnError):
+    """A file could not be written (a full disk, a file-size limit, no permission). The write was atomic, so the
+    file that was there before is still there, whole."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
 class DataError(MedattnError):
     """A dataset is inconsistent: labels that do not match images, empty folders, missing splits."""
 
@@ -31,3 +41,9 @@ class ConfigError(MedattnError):
 
 class RunDirError(MedattnError):
     """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class TrainingDiverged(MedattnError, FloatingPointError):
+    """The loss stopped being finite; training stopped before the update, and the last good checkpoint is kept.
+
+    Also a FloatingPointError, so a search (tune grid) records the point as failed and goes on."""

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from medattn.data.meta import ImageMeta, orientation_codes, require_finite, to_plain
+from medattn.data.meta import ImageMeta, orientation_codes, reading, require_finite, to_plain
 from medattn.errors import ReadError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -24,18 +24,6 @@ PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Rounding in ImagePositionPatient moves gaps by well under 1 %; a bigger spread is a missing or extra
 # slice, and a stack with uneven gaps cannot be described by one affine.
 GAP_TOLERANCE = 0.01
-# pydicom and its decoder plugins raise all of these for damaged or undecodable data.
-_DECODE_ERRORS = (
-    ValueError,
-    RuntimeError,
-    NotImplementedError,
-    AttributeError,
-    KeyError,
-    TypeError,
-    IndexError,
-    OSError,
-    EOFError,
-)
 _EXTRA_TAGS = (
     "WindowCenter",
     "WindowWidth",
@@ -70,12 +58,12 @@ def is_dicom_file(path: Path) -> bool:
 
 def _read(path: Path, *, pixels: bool = True) -> Any:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
-    try:
+    with reading(path, "not a readable DICOM file"):
         dataset = pydicom.dcmread(path, stop_before_pixels=not pixels)
-    except (InvalidDicomError, *_DECODE_ERRORS) as error:
-        raise ReadError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from error
+        # pydicom parses each element's value on first access; touch them all now (sequences too), so a
+        # damaged element fails here, naming this file, not later in whatever code reads the tag.
+        dataset.walk(lambda _dataset, element: element.value)
     if pixels and not any(tag in dataset for tag in PIXEL_TAGS):
         # pydicom stops quietly at the end of a truncated file, so "no pixels" also means "cut short".
         raise ReadError(path, "the DICOM file holds no pixel data (a header-only object, or truncated)")
@@ -143,12 +131,9 @@ def _fallback_slice_spacing(dataset: Any) -> float:
 
 def _stored_pixels(dataset: Any, path: Path) -> tuple[np.ndarray, float, float]:
     """(C, F, H, W) stored values in native byte order, plus rescale slope and intercept."""
-    try:
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    with reading(path, f"cannot decode the pixel data ({getattr(syntax, 'name', 'unknown transfer syntax')})"):
         array = np.asarray(dataset.pixel_array)
-    except _DECODE_ERRORS as error:
-        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", "unknown transfer syntax")
-        raise ReadError(path, f"cannot decode the pixel data ({name}; {type(error).__name__}: {error})") from error
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     rows, cols = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)

@@ -45,6 +45,8 @@ def read_manifest(path: Path, *, required: tuple[str, ...], files: tuple[str, ..
         )
     missing = []
     for line, row in enumerate(rows, start=2):
+        if None in row:  # csv puts the fields beyond the header under the key None
+            raise DataError(f"{path} line {line}: more fields than the header's {len(columns)} columns")
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         rows[line - 2] = row
         row["line"] = line

@@ -7,28 +7,22 @@ np.load always runs with allow_pickle=False: an .npz from the internet must not 
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medattn.data.meta import require_finite
+from medattn.data.meta import reading, require_finite
 from medattn.errors import ReadError
 
 SPLITS = ("train", "val", "test")
-# np.load and the zip reader raise these for files that are not npz, truncated or damaged inside.
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError)
 
 
 def _open(path: Path) -> Any:
     if not path.is_file():
         raise ReadError(path, "no such file")
-    try:
+    with reading(path, "not a valid .npz archive"):
         archive = np.load(path, allow_pickle=False)
-    except _ARCHIVE_ERRORS as error:
-        raise ReadError(path, f"not a valid .npz archive ({type(error).__name__}: {error})") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
         # A plain .npy loads as one array: MedMNIST needs the named train/val/test arrays of an .npz.
         raise ReadError(path, "holds a single array (.npy), not an .npz archive of named splits")
@@ -70,10 +64,8 @@ def read_medmnist(path: str | Path, split: str, *, continuous: bool = False) -> 
             raise ReadError(
                 path, f"no {split!r} split ({keys[0]} and {keys[1]}); splits in the file: {', '.join(found) or 'none'}"
             )
-        try:
+        with reading(path, f"the {split} arrays cannot be loaded"):
             images, labels = archive[keys[0]], archive[keys[1]]  # decompressed and CRC-checked here
-        except _ARCHIVE_ERRORS as error:
-            raise ReadError(path, f"the {split} arrays cannot be loaded ({type(error).__name__}: {error})") from error
     if len(images) != len(labels):
         raise ReadError(path, f"{split}: {len(images)} images but {len(labels)} labels")
     if len(images) == 0:
@@ -101,6 +93,6 @@ def labels_are_integers(path: str | Path) -> bool:
             return True
         try:
             labels = archive["train_labels"]
-        except _ARCHIVE_ERRORS:
-            return True  # let read_medmnist report the damage
+        except Exception:  # whatever the damage, read_medmnist reports it with the file's name
+            return True
     return labels.dtype.kind in "biu" or bool(np.array_equal(labels, np.round(labels)))

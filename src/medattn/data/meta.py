@@ -4,19 +4,20 @@ Convention shared by all readers: the affine maps voxel indices of the *spatial*
 to RAS+ world millimetres (nibabel's convention). So `affine @ [i, j, k, 1]` is the world position of
 `array[c, i, j, k]`. A 2D image gets a 4x4 affine whose third column is a unit slice normal.
 
-Also home to the two helpers every reader and writer shares: `require_finite` and `write_atomically`.
+Also home to the helpers every reader and writer shares: `reading`, `require_finite` and `write_atomically`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medattn.errors import ReadError
+from medattn.errors import MedattnError, ReadError
 from medattn.runs import write_atomically  # noqa: F401  (re-exported for the writers)
 
 
@@ -120,3 +121,21 @@ def require_finite(array: np.ndarray, path: str | Path, *, what: str = "pixel") 
     bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     if bad:
         raise ReadError(path, f"{bad} NaN or infinite {what} value(s) out of {array.size}")
+
+
+@contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Whatever a decoding library raises inside the block becomes one ReadError naming `path` and keeping the
+    library's own words; medattn's typed errors pass through.
+
+    Deliberately broad: pydicom, nibabel, Pillow and zlib raise struct.error, NotImplementedError, their own
+    exception types and MemoryError for damaged files, and a reader must answer every one of them the same way.
+    """
+    try:
+        yield
+    except MedattnError:
+        raise
+    except MemoryError as error:
+        raise ReadError(path, f"{what}: its header asks for more memory than this machine has (damaged?)") from error
+    except Exception as error:
+        raise ReadError(path, f"{what} ({type(error).__name__}: {error})") from error

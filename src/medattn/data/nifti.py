@@ -8,14 +8,12 @@ nibabel does, and `write_nifti` inverts all of this: a mask written with a read 
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medattn.data.meta import ImageMeta, orientation_codes, require_finite, write_atomically
+from medattn.data.meta import ImageMeta, orientation_codes, reading, require_finite, write_atomically
 from medattn.errors import ReadError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -25,10 +23,8 @@ _NIFTI1_MAX_DIM = 32767  # NIfTI-1 stores dims as int16; bigger arrays need NIfT
 def _load(path: Path) -> tuple[Any, np.ndarray, float, float]:
     """The nibabel image, its stored (unscaled) array read in full, and its scale slope and intercept."""
     import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-    from nibabel.spatialimages import HeaderDataError
 
-    try:
+    with reading(path, "not a readable NIfTI file"):
         # mmap=False: read now, so a truncated file fails here and no memory map outlives the call.
         image = nib.load(str(path), mmap=False)
         if not isinstance(image, nib.Nifti1Image):  # Nifti2Image subclasses Nifti1Image
@@ -37,17 +33,6 @@ def _load(path: Path) -> tuple[Any, np.ndarray, float, float]:
         stored = np.asarray(proxy.get_unscaled())
         # nibabel already turned unset (0 or NaN) scl_slope into 1 and scl_inter into 0.
         slope, intercept = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
-    except (
-        ImageFileError,
-        HeaderDataError,
-        OSError,
-        EOFError,
-        ValueError,
-        zlib.error,
-        gzip.BadGzipFile,
-        MemoryError,
-    ) as error:
-        raise ReadError(path, f"not a readable NIfTI file ({type(error).__name__}: {error})") from error
     return image, stored, slope, intercept
 
 

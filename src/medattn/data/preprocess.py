@@ -11,6 +11,7 @@ After the mode, the whole set is standardised with the training set's mean and s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,7 +43,14 @@ class Intensity:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Intensity:
-        return cls(**{**raw, "window": tuple(raw.get("window", DEFAULT_CT_WINDOW))})
+        """From a model card; an unknown mode or a value that is not a finite number (a hand-edited card) is a
+        ValueError rather than predictions on garbage."""
+        made = cls(**{**raw, "window": tuple(raw.get("window", DEFAULT_CT_WINDOW))})
+        numbers = [made.scale, *made.window, made.mean, made.std]
+        finite = all(isinstance(v, int | float) and math.isfinite(v) for v in numbers)
+        if made.mode not in MODES or len(made.window) != 2 or not finite or made.std <= 0:
+            raise ValueError(f"intensity {raw!r}: expected a mode among {', '.join(MODES)}, finite numbers, std > 0")
+        return made
 
 
 def choose_intensity(

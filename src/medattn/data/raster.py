@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medattn.data.meta import ImageMeta, raster_meta, require_finite, write_atomically
+from medattn.data.meta import ImageMeta, raster_meta, reading, require_finite, write_atomically
 from medattn.errors import ReadError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -46,23 +46,20 @@ def read_raster(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
 
     path = Path(path)
     extra: dict[str, Any] = {}
-    try:
-        with Image.open(path) as image:
-            extra["format"] = image.format
-            if getattr(image, "n_frames", 1) == 1:
-                image.load()  # decode now, inside the try: a truncated file fails here, not later
-                orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone photos of skin, slides
-                if orientation != 1:
-                    extra["exif_orientation"] = int(orientation)
-                frames = [_frame_array(ImageOps.exif_transpose(image))]
-            else:
-                frames = []
-                for frame in ImageSequence.Iterator(image):
-                    frame.load()
-                    frames.append(_frame_array(frame))
-    # UnidentifiedImageError is an OSError; Pillow's plugins also raise SyntaxError for malformed headers.
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
-        raise ReadError(path, f"not a readable image ({type(error).__name__}: {error})") from error
+    # UnidentifiedImageError is an OSError; Pillow's plugins also raise SyntaxError, struct.error and others.
+    with reading(path, "not a readable image"), Image.open(path) as image:
+        extra["format"] = image.format
+        if getattr(image, "n_frames", 1) == 1:
+            image.load()  # decode now, inside `reading`: a truncated file fails here, not later
+            orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation: phone photos of skin, slides
+            if orientation != 1:
+                extra["exif_orientation"] = int(orientation)
+            frames = [_frame_array(ImageOps.exif_transpose(image))]
+        else:
+            frames = []
+            for frame in ImageSequence.Iterator(image):
+                frame.load()
+                frames.append(_frame_array(frame))
     first = frames[0]
     if any(f.shape != first.shape or f.dtype != first.dtype for f in frames):
         shapes = sorted({f"{f.shape[1:]} {f.dtype}" for f in frames})

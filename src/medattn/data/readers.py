@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medattn.data.meta import ImageMeta
+from medattn.data.meta import ImageMeta, reading
 from medattn.data.nifti import NIFTI_SUFFIXES
 from medattn.data.raster import RASTER_SUFFIXES
 from medattn.errors import ConfigError, ReadError
@@ -51,17 +51,19 @@ def read_image(path: str | Path, *, series_uid: str | None = None) -> tuple[np.n
     if not path.exists():
         raise ReadError(path, "no such file or folder")
     if path.is_dir():
-        return dicom.read_dicom_series(path, series_uid=series_uid if series_uid is not None else _SERIES.get())
+        with reading(path, "not a readable DICOM series"):  # what the series reader did not already name
+            return dicom.read_dicom_series(path, series_uid=series_uid if series_uid is not None else _SERIES.get())
     if series_uid is not None:  # silently ignoring it would hand back a different series than asked for
         raise ConfigError(f"{path}: --series (series_uid=) picks a series inside a DICOM folder; this is a file")
     name = path.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
-        return nifti.read_nifti(path)
-    if name.endswith(RASTER_SUFFIXES):
-        return raster.read_raster(path)
-    # DICOM files often carry no suffix, or a scanner's own (.IMA): trust the DICM marker over the name.
-    if name.endswith(DICOM_SUFFIXES) or dicom.is_dicom_file(path) or path.suffix == "":
-        return dicom.read_dicom_file(path)
+    with reading(path, "the reader failed"):  # each reader names its own failures; this catches what slips by
+        if name.endswith(NIFTI_SUFFIXES):
+            return nifti.read_nifti(path)
+        if name.endswith(RASTER_SUFFIXES):
+            return raster.read_raster(path)
+        # DICOM files often carry no suffix, or a scanner's own (.IMA): trust the DICM marker over the name.
+        if name.endswith(DICOM_SUFFIXES) or dicom.is_dicom_file(path) or path.suffix == "":
+            return dicom.read_dicom_file(path)
     hint = "; MedMNIST .npz files are read with medattn.data.medmnist.read_medmnist" if name.endswith(".npz") else ""
     raise ReadError(
         path,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medattn.errors import RunDirError
-from medattn.runs import CHECKPOINT, atomic_save_torch
+from medattn.config import RunConfig, load_config
+from medattn.runs import CHECKPOINT, atomic_save_torch, run_file
 
 
 def save_checkpoint(
@@ -36,17 +36,31 @@ def save_checkpoint(
     atomic_save_torch(run / CHECKPOINT, payload)
 
 
+def resume_config(run: Path) -> RunConfig:
+    """The config a run resumes with; a damaged config.yaml, or one naming an unknown model, is an error naming it."""
+    with run_file(run, "config.yaml"):
+        config = load_config(run / "config.yaml")
+        if config.model.name is not None:
+            import medattn.models  # noqa: F401  (registers the models)
+            from medattn.registry import MODELS
+
+            MODELS.get(config.model.name)
+    return config
+
+
 def load_checkpoint(run: Path) -> dict:
     import torch
 
-    path = run / CHECKPOINT
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a damaged file; report them as one
-        raise RunDirError(f"cannot resume from {path}: the checkpoint is unreadable ({error})") from error
+    with run_file(run, CHECKPOINT):  # torch raises several types for a damaged file; report them as one
+        return torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
 
 
-def restore(state: dict, *, model, optimizer, scheduler, ema, generators: dict) -> None:
+def restore(run: Path, state: dict, *, model, optimizer, scheduler, ema, generators: dict) -> None:
+    with run_file(run, CHECKPOINT):  # a checkpoint of another model, or one missing a part
+        _restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+
+
+def _restore(state: dict, *, model, optimizer, scheduler, ema, generators: dict) -> None:
     import torch
 
     model.load_state_dict(state["model"])

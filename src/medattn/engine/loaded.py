@@ -10,7 +10,7 @@ from pathlib import Path
 from medattn.config import RunConfig, load_config
 from medattn.data.preprocess import Intensity
 from medattn.engine.inputs import InputSpec
-from medattn.runs import read_json, require_run
+from medattn.runs import read_json, require_run, run_file
 
 
 @dataclass
@@ -50,14 +50,30 @@ def load_run(run: str | Path, *, device=None) -> LoadedRun:
     from medattn.registry import model_from_card
 
     run = require_run(run)
-    config = load_config(run / "config.yaml")
-    card = read_json(run / "model.json")
-    model = model_from_card(card["model"])
-    model.load_state_dict(load_file(run / "model.safetensors"))
+    with run_file(run, "config.yaml"):
+        config = load_config(run / "config.yaml")
+    card = read_card(run)
+    with run_file(run, "model.json"):
+        model = model_from_card(card["model"])  # the architecture it names can be built
+    with run_file(run, "model.safetensors"):  # and the weights fit it
+        model.load_state_dict(load_file(run / "model.safetensors"))
     model.eval()
     if device is not None:
         model.to(device)
     return LoadedRun(run, config, card, model)
+
+
+def read_card(run: Path) -> dict:
+    """model.json, checked for what every inference path reads from it before the model: its task and input."""
+    from medattn.tasks import card_task, get_task
+
+    with run_file(run, "model.json"):
+        card = read_json(run / "model.json")
+        if not isinstance(card, dict):
+            raise TypeError(f"expected a JSON object, found {type(card).__name__}")
+        get_task(card_task(card))
+        InputSpec.from_card(card)
+    return card
 
 
 def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:

@@ -7,18 +7,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medattn.engine import checkpoint as ckpt
-from medattn.runs import atomic_save_safetensors, atomic_write_text
+from medattn.errors import TrainingDiverged
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_text
 
 
-def optimizer_step(loss, *, model, optimizer, scaler, scheduler, grad_clip: float, epoch: int) -> None:
+def optimizer_step(
+    loss, *, model, optimizer, scaler, scheduler, grad_clip: float, epoch: int, step: int, run: Path
+) -> None:
     """Backward (scaled under fp16), clip the gradient norm, step and advance the schedule.
 
-    A loss that is no longer finite stops the run here, before it can reach the weights.
+    A loss that is no longer finite stops the run here, before it can reach the weights (`epoch` and `step`
+    count from 0; the message counts from 1).
     """
     import torch
 
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch + 1}: the loss became {loss.item()}; lower train.lr")
+        raise TrainingDiverged(_diverged(run, epoch, step, loss.item()))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if grad_clip > 0:
@@ -27,6 +31,17 @@ def optimizer_step(loss, *, model, optimizer, scaler, scheduler, grad_clip: floa
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
+
+
+def _diverged(run: Path, epoch: int, step: int, value: float) -> str:
+    # Checkpoints are written at the end of every epoch, so the one on disk is from the epoch before this one.
+    kept = (
+        f"the last good checkpoint, {run / CHECKPOINT} (after epoch {epoch}), is kept: lower train.lr in "
+        f"{run / 'config.yaml'} and continue with `medattn train --out {run} --resume`, or start again with --force"
+        if epoch > 0
+        else "no epoch had finished, so there is no checkpoint: start again with a lower --lr and --force"
+    )
+    return f"epoch {epoch + 1}, step {step + 1}: the loss became {value}; training stopped before the update. {kept}"
 
 
 def end_epoch(

@@ -17,11 +17,11 @@ from medattn.engine import checkpoint as ckpt
 from medattn.engine import distributed
 from medattn.engine.device import autocast, grad_scaler, use_threads
 from medattn.engine.optim import build_optimizer, build_schedule, ema_model
-from medattn.engine.step import end_epoch, optimizer_step
+from medattn.engine.step import end_epoch, optimizer_step, write_history
 from medattn.engine.transfer import load_backbone
 from medattn.progress import console
 from medattn.registry import create_model
-from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json
+from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, run_file
 
 
 def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source=None) -> dict:
@@ -80,8 +80,10 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
     if resume:
         state = ckpt.load_checkpoint(run)
-        ckpt.restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        ckpt.restore(run, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
+        if history and distributed.is_main():  # a kill between the checkpoint and history.csv must lose no row
+            write_history(run, history, list(history[0]))
     elif distributed.is_main():
         save_config(config, run / "config.yaml")
 
@@ -96,7 +98,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             permutation = train_set.order(order)  # the same on every rank
             distributed.reseed_rank_streams(seed=train_cfg.seed, epoch=epoch, generators=train_set.rank_generators)
             total_loss, seen = 0.0, 0
-            for items in distributed.rank_batches(permutation, batch=batch):
+            for step, items in enumerate(distributed.rank_batches(permutation, batch=batch)):
                 x, target = train_set.batch(items)
                 with autocast(device, train_cfg.amp):
                     output = net(x.to(device, non_blocking=True))
@@ -109,6 +111,8 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                     scheduler=scheduler,
                     grad_clip=train_cfg.grad_clip,
                     epoch=epoch,
+                    step=step,
+                    run=run,
                 )
                 if ema is not None:
                     ema.update_parameters(model)
@@ -169,8 +173,9 @@ def _finish(task, config: RunConfig, run: Path, data, *, model, best: dict, hist
 
     from medattn.engine.card import model_card
 
-    weights = load_file(run / "checkpoint" / "best.safetensors")
-    model.load_state_dict(weights)
+    with run_file(run, "checkpoint/best.safetensors"):
+        weights = load_file(run / "checkpoint" / "best.safetensors")
+        model.load_state_dict(weights)
     card = model_card(task, config, data, model=model, best=best, history=history, device=device)
     atomic_save_safetensors(run / "model.safetensors", weights, metadata={"medattn_model": config.model.name})
     atomic_write_json(run / "model.json", card)

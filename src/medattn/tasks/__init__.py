@@ -49,12 +49,12 @@ def task_for_config(config) -> Task:
 
 def task_for_run(run: str | Path) -> Task:
     """The task of a finished run, or of a cross-validation directory's first member, from its model card."""
-    from medattn.runs import read_json, require_run
+    from medattn.engine.loaded import read_card
+    from medattn.runs import require_run
     from medattn.tune.ensemble import member_paths
 
     first = member_paths(Path(run))[0]
-    card = read_json(require_run(first) / "model.json")
-    return get_task(card_task(card))
+    return get_task(card_task(read_card(require_run(first))))
 
 
 def card_task(card: dict) -> str:
