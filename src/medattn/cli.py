@@ -511,6 +511,7 @@ def tune_grid(
 
 
 app.command("export")(deploy_commands.export)
+app.command("serve")(deploy_commands.serve)
 
 
 def main() -> None:

@@ -46,3 +46,22 @@ def export(
     if format != "onnx":
         raise ConfigError(f"--format {format!r}: the one export format is onnx")
     _emit(export_onnx(run, quantize=quantize, tolerance=tolerance), as_json, _print_export)
+
+
+def serve(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (127.0.0.1: this machine only)"),
+    port: int = typer.Option(8000, "--port"),
+    token: str = typer.Option(
+        None, "--token", help="require `Authorization: Bearer TOKEN` on every call but / and /health"
+    ),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx | onnx-int8"),
+    max_mb: float = typer.Option(32.0, "--max-mb", help="largest upload accepted (larger: 413)"),
+) -> None:
+    """Serve a run over HTTP: POST /predict and /explain (multipart `file`), GET /model, /health, a web page at /."""
+    import uvicorn
+
+    from medattn.serve.app import create_app
+
+    app = create_app(run, token=token, backend=backend, max_bytes=int(max_mb * 1024 * 1024))
+    uvicorn.run(app, host=host, port=port, log_level="info")
