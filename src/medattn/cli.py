@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from medattn import deploy_commands
 from medattn.errors import MedattnError
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 
 _SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
+_BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
 
 def _emit(payload: dict, as_json: bool, human) -> None:
@@ -195,6 +197,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="average over the flips used in training (test-time augmentation)"),
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
@@ -204,9 +207,11 @@ def evaluate(
     from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
-    with reading(run, series=series, slice_axis=slice_axis):
+    with reading(run, series=series, slice_axis=slice_axis, backend=backend):
         metrics = task.evaluate(run, data=data, split=split, tta=tta)
-        if data is None and not tta and not is_ensemble(run):  # a single run on its own data: its split's report
+        if backend != "torch":
+            metrics["backend"] = backend
+        elif data is None and not tta and not is_ensemble(run):  # a single run on its own data: its split's report
             metrics["report"] = str(write_report(run, split=split))
     _emit(metrics, as_json, task.print_report)
 
@@ -236,6 +241,7 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="tasks that write files: replace those already there"),
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
+    backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -250,7 +256,7 @@ def predict(
             raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
     from medattn.engine.loaded import reading
 
-    with reading(run, series=series, slice_axis=slice_axis):
+    with reading(run, series=series, slice_axis=slice_axis, backend=backend):
         result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
@@ -502,6 +508,10 @@ def tune_grid(
     spec = with_overrides(spec, data=data, folds=folds, sampler=sampler, trials=trials)
     summary = run_grid(spec, out, resume=resume, force=force)
     _emit(summary, as_json, print_grid)
+
+
+app.command("export")(deploy_commands.export)
+app.command("serve")(deploy_commands.serve)
 
 
 def main() -> None:

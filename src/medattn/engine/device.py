@@ -9,6 +9,11 @@ from medattn.errors import ConfigError
 
 
 def select_device(name: str = "auto"):
+    """A torch.device; None under an ONNX backend (engine/backend.py), where ONNX Runtime runs on the CPU."""
+    from medattn.engine.backend import uses_torch
+
+    if not uses_torch():
+        return None
     import torch
 
     if name == "auto":

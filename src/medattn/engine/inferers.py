@@ -30,7 +30,12 @@ def whole_image(
     amp: bool = False,
     flips: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """(N, K) float64: transform(model(batch)) for a standardised input tensor (N, C, *spatial)."""
+    """(N, K) float64: transform(model(batch)) for a standardised input tensor (N, C, *spatial) (or, for an ONNX
+    Runtime network, an array)."""
+    if isinstance(x, np.ndarray):
+        from medattn.engine import numeric
+
+        return numeric.whole_image(model, x, transform=transform, batch_size=batch_size, flips=flips)
     import torch
 
     device = device or next(model.parameters()).device
@@ -61,8 +66,14 @@ def sliding_window(
     """(K, *S) float32 on the CPU: transform(logits) over a whole standardised image x (C, *S), by patches.
 
     An image smaller than the patch is padded with each channel's minimum (what training padded with) and cropped
-    back after.
+    back after. An array `x` (the ONNX backend) goes through engine/numeric.py's twin of this window.
     """
+    if isinstance(x, np.ndarray):
+        from medattn.engine import numeric
+
+        return numeric.sliding_window(
+            model, x, patch=patch, transform=transform, overlap=OVERLAP, batch=batch, flips=flips
+        )
     import torch
     from monai.inferers import sliding_window_inference
 

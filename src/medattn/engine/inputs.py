@@ -104,12 +104,15 @@ class InputSpec:
     def batch(self, image: np.ndarray, meta: ImageMeta | None, *, where: str):
         """(int | None, (N, C, *spatial') tensor): the image prepared as one input, or, for a volume given to a 2D
         model, its slices along `slice_axis` as N inputs (with that axis)."""
-        import torch
-
         if not self.is_volume_for_slices(image):
             return None, self.prepare(image, meta, where=where)[None]
         axis, views = self.slices(image, meta)
-        return axis, torch.stack([self.prepare(cut, cut_meta, where=where) for cut, cut_meta in views])
+        prepared = [self.prepare(cut, cut_meta, where=where) for cut, cut_meta in views]
+        if isinstance(prepared[0], np.ndarray):  # the ONNX backend
+            return axis, np.stack(prepared)
+        import torch
+
+        return axis, torch.stack(prepared)
 
     def fit(self, image: np.ndarray, *, where: str) -> np.ndarray:
         """The image with the model's dimensions and channels, or an error naming the file.
@@ -138,15 +141,24 @@ class InputSpec:
         return image
 
     def prepare(self, image: np.ndarray, meta: ImageMeta | None, *, where: str):
-        """(C, *spatial') float32 tensor as the model saw in training, for one image as read from disk."""
-        from medattn.data.tensors import prepare_image
+        """(C, *spatial') float32 tensor as the model saw in training, for one image as read from disk (an array
+        under the ONNX backends, prepared by engine/numeric.py without torch)."""
+        from medattn.engine.backend import uses_torch
 
         image = self.fit(image, where=where)
+        spacing = meta.spacing[: self.spatial_dims] if meta is not None else [1.0] * self.spatial_dims
+        if not uses_torch():
+            from medattn.engine.numeric import prepare_array
+
+            if not self.sliding:
+                return prepare_array(image, self.intensity, self.size)
+            return prepare_array(image, self.intensity, None, spacing=spacing, target=self.spacing)
+        from medattn.data.tensors import prepare_image
+
         if not self.sliding:
             return prepare_image(image, self.intensity, self.size, where=where)[0]
         from medattn.data.resample import resample_image
 
-        spacing = meta.spacing[: self.spatial_dims] if meta is not None else [1.0] * self.spatial_dims
         return resample_image(image, spacing, self.intensity, self.spacing)
 
 

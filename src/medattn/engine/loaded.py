@@ -45,14 +45,20 @@ class LoadedRun:
 
 
 def load_run(run: str | Path, *, device=None) -> LoadedRun:
-    from safetensors.torch import load_file
-
-    from medattn.registry import model_from_card
+    """The run's config, card and network: PyTorch's, or under `--backend onnx|onnx-int8` (engine/backend.py) its
+    exported ONNX model in an ONNX Runtime session, loaded without importing torch."""
+    from medattn.engine.backend import BACKEND, OnnxNet, onnx_file
 
     run = require_run(run)
     with run_file(run, "config.yaml"):
         config = load_config(run / "config.yaml")
     card = read_card(run)
+    if BACKEND.get() != "torch":
+        return LoadedRun(run, config, card, OnnxNet(onnx_file(run, BACKEND.get())))
+    from safetensors.torch import load_file
+
+    from medattn.registry import model_from_card
+
     with run_file(run, "model.json"):
         model = model_from_card(card["model"])  # the architecture it names can be built
     with run_file(run, "model.safetensors"):  # and the weights fit it
@@ -92,13 +98,16 @@ def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
 
 
 @contextmanager
-def reading(run: str | Path, *, series: str | None = None, slice_axis: int | None = None) -> Iterator[None]:
+def reading(
+    run: str | Path, *, series: str | None = None, slice_axis: int | None = None, backend: str = "torch"
+) -> Iterator[None]:
     """How `evaluate` and `predict` read inputs for `run`, for the duration of the block: `series` (a UID or a
     description) picks one DICOM series in folders holding several (default: the one the run trained on,
     `data.series`); `slice_axis` is the axis a 2D model cuts volumes along, in place of the one its card
-    records."""
+    records; `backend` runs the network in PyTorch or ONNX Runtime (engine/backend.py)."""
     from medattn.config import check_slice_axis
     from medattn.data.readers import reading_series
+    from medattn.engine.backend import BACKEND, check_backend
     from medattn.engine.inputs import SLICE_AXIS
     from medattn.errors import ConfigError
     from medattn.runs import require_run
@@ -112,9 +121,10 @@ def reading(run: str | Path, *, series: str | None = None, slice_axis: int | Non
         card = read_json(first / "model.json")
         if InputSpec.from_card(card).spatial_dims != 2:
             raise ConfigError(f"--slice-axis means nothing to {run}: its model is 3D and reads volumes whole")
-    token = SLICE_AXIS.set(slice_axis)
+    token, engine = SLICE_AXIS.set(slice_axis), BACKEND.set(check_backend(backend))
     try:
         with reading_series(series):
             yield
     finally:
         SLICE_AXIS.reset(token)
+        BACKEND.reset(engine)

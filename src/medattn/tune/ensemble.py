@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from medattn.engine.loaded import LoadedRun, load_run
 from medattn.errors import RunDirError
 from medattn.runs import atomic_write_json, read_json
@@ -116,24 +118,31 @@ def member_inputs(ensemble: Ensemble, source, split: str, *, progress=iter) -> I
     if split not in source.splits:
         raise DataError(f"{source.path}: no {split!r} split (found: {', '.join(source.splits)})")
     data = source.splits[split]
-    import torch
+    from medattn.engine.backend import uses_torch
 
-    labels = torch.from_numpy(data.labels)
+    if uses_torch():
+        import torch
+
+        labels, to_unit = torch.from_numpy(data.labels), to_unit_tensor
+    else:  # the ONNX backends: arrays, prepared without torch
+        from medattn.engine.numeric import to_unit_array
+
+        labels, to_unit = data.labels, to_unit_array
     cache: dict[tuple, object] = {}
     for run in ensemble.members:
         intensity, size = run.intensity, run.spec.size
         key = (intensity.mode, intensity.scale, tuple(intensity.window), tuple(size or ()))
         if key not in cache:
             where = f"{source.path} [{split}]"
-            cache[key] = to_unit_tensor(data, intensity, size, where=where, progress=progress)
+            cache[key] = to_unit(data, intensity, size, where=where, progress=progress)
         x = (cache[key] - intensity.mean) / intensity.std  # (N, C, *spatial)
-        yield run, Prepared(x=x.contiguous(), y=labels, patient_ids=data.patient_ids)
+        x = x.contiguous() if uses_torch() else np.ascontiguousarray(x, dtype=np.float32)
+        yield run, Prepared(x=x, y=labels, patient_ids=data.patient_ids)
 
 
 def volume_outputs(ensemble: Ensemble, image, meta, predict, *, where: str) -> tuple[int | None, object]:
     """(slice axis or None, outputs (S, K)) for one image as read: the mean over members of `predict(member, x)`,
     each member preparing the image with its own card (a 2D member given a volume predicts its S slices)."""
-    import numpy as np
 
     outputs, axis = [], None
     for member in ensemble.members:
@@ -149,7 +158,6 @@ def split_outputs(ensemble: Ensemble, source, split: str, predict, *, progress=i
     output is the mean over its slices (what `predict` reports for a volume); otherwise the split is prepared
     once per member, as trained.
     """
-    import numpy as np
 
     from medattn.errors import DataError
 

@@ -51,7 +51,12 @@ def build_loss(*, task: str, loss: str, counts: list[int], n: int, gamma: float 
 
 
 def probabilities(logits, task: str):
-    """Model outputs to probabilities: sigmoid per label for multi-label, softmax otherwise."""
+    """Model outputs to probabilities: sigmoid per label for multi-label, softmax otherwise (tensors, or arrays
+    from an ONNX Runtime network)."""
+    if isinstance(logits, np.ndarray):
+        from medattn.engine import numeric
+
+        return numeric.sigmoid(logits) if task == "multilabel" else numeric.softmax(logits, axis=1)
     return logits.sigmoid() if task == "multilabel" else logits.softmax(dim=1)
 
 

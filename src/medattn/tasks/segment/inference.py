@@ -66,20 +66,33 @@ class SegmentationPlan:
 
 
 def softmax(logits):
+    if isinstance(logits, np.ndarray):  # an ONNX Runtime network's output
+        from medattn.engine import numeric
+
+        return numeric.softmax(logits, axis=1)
     return logits.softmax(dim=1)
+
+
+def _labels(probs) -> np.ndarray:
+    """Argmax over classes (K, *S) -> (*S) uint8, for a tensor or an array."""
+    return np.asarray(probs.argmax(0)).astype(np.uint8)
 
 
 def segment_probs(model, image: np.ndarray, meta: ImageMeta, plan: SegmentationPlan, *, device, where: str, flips=None):
     """Softmax (K, *S) on the input's own grid for a raw image (C, *S) as read from disk."""
-    import torch.nn.functional as F
-
     from medattn.engine.inferers import sliding_window
 
     spec = plan.spec
     image = spec.fit(image, where=where)
     x = spec.prepare(image, meta, where=where)
     probs = sliding_window(model, x, patch=plan.patch, transform=softmax, device=device, flips=flips)
+    if tuple(probs.shape[1:]) != tuple(image.shape[1:]) and isinstance(probs, np.ndarray):
+        from medattn.engine.numeric import interpolate
+
+        return interpolate(probs[None], image.shape[1:], mode="linear")[0]
     if tuple(probs.shape[1:]) != tuple(image.shape[1:]):
+        import torch.nn.functional as F
+
         mode = "bilinear" if plan.spatial_dims == 2 else "trilinear"
         probs = F.interpolate(probs[None], size=tuple(image.shape[1:]), mode=mode, align_corners=False)[0]
     return probs
@@ -88,7 +101,7 @@ def segment_probs(model, image: np.ndarray, meta: ImageMeta, plan: SegmentationP
 def segment(model, image: np.ndarray, meta: ImageMeta, plan: SegmentationPlan, *, device, where: str, flips=None):
     """Labels (*S) uint8 on the input's own grid for a raw image (C, *S) as read from disk."""
     probs = segment_probs(model, image, meta, plan, device=device, where=where, flips=flips)
-    return probs.argmax(dim=0).numpy().astype(np.uint8)
+    return _labels(probs)
 
 
 def ensemble_segment(members, image: np.ndarray, meta: ImageMeta, *, device, where: str, tta: bool = False):
@@ -112,4 +125,4 @@ def ensemble_segment(members, image: np.ndarray, meta: ImageMeta, *, device, whe
         flips = tta_flips(member.config, plan.spatial_dims) if tta else None
         probs = segment_probs(member.model, image, meta, plan, device=device, where=where, flips=flips)
         total = probs if total is None else total + probs
-    return total.argmax(dim=0).numpy().astype(np.uint8)
+    return _labels(total)
