@@ -82,14 +82,21 @@ def sliding_window(
     total = None
     with torch.inference_mode(), autocast(device, amp):
         estimate = estimate_window(model, x, patch=patch, device=device, amp=amp, batch=batch, flips=len(views) - 1)
-        path, note = choose_path(estimate, shape)
+        path, windows, note = choose_path(estimate, shape)
         if note:
             console().print(note)
         for axis in views:
             view = x if axis is None else x.flip(axis)
             if path == "float16":
                 out = slab_sliding_window(
-                    model, view, patch=patch, overlap=OVERLAP, transform=transform, device=device, batch=batch, amp=amp
+                    model,
+                    view,
+                    patch=patch,
+                    overlap=OVERLAP,
+                    transform=transform,
+                    device=device,
+                    batch=windows,
+                    amp=amp,
                 )
             else:
                 logits = sliding_window_inference(

@@ -97,21 +97,28 @@ def estimate_window(model, x, *, patch, device, amp: bool, batch: int, flips: in
     )
 
 
-def choose_path(estimate: WindowEstimate, shape) -> tuple[str, str | None]:
-    """("float32" | "float16", note or None): float32 when it fits, else the slab path, else a refusal."""
+def choose_path(estimate: WindowEstimate, shape) -> tuple[str, int, str | None]:
+    """("float32" | "float16", windows run together, note or None): float32 when it fits; else float16 slabs, with
+    fewer windows at a time if need be; else a refusal naming the estimate."""
+    from dataclasses import replace
+
     have = budget()
     if estimate.float32() <= have.available:
-        return "float32", None
+        return "float32", estimate.batch, None
     what = f"sliding-window inference of a {'x'.join(map(str, shape))} image"
-    if estimate.float16() > have.available:
+    fitting = estimate
+    while fitting.batch > 1 and fitting.float16() > have.available:
+        fitting = replace(fitting, batch=fitting.batch // 2)
+    if fitting.float16() > have.available:
         raise refuse(
-            f"{what} (float16 slabs)",
-            need=estimate.float16(),
+            f"{what} (float16 slabs, one window at a time)",
+            need=fitting.float16(),
             have=have,
             fix="run it on a machine with more memory, without --tta, or crop the image first",
         )
     note = (
         f"memory: {what} would need about {human(estimate.float32())} in float32, but {human(have.available)} is "
-        f"available ({have.source}); accumulating in float16 slabs instead (about {human(estimate.float16())})"
+        f"available ({have.source}); accumulating in float16 slabs, {fitting.batch} window(s) at a time, instead "
+        f"(about {human(fitting.float16())})"
     )
-    return "float16", note
+    return "float16", fitting.batch, note
