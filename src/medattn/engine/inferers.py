@@ -34,12 +34,15 @@ def whole_image(
     """(N, K) float64: transform(model(batch)) for a standardised input tensor (N, C, *spatial)."""
     import torch
 
+    from medattn.engine.batch_memory import inference_batch
+
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     views = [None, *(flips or [])]
     chunks = []
     with torch.inference_mode(), autocast(device, amp):
+        batch_size = inference_batch(model, x, batch_size=batch_size, device=device, amp=amp) if len(x) else 1
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size].to(device)
             outputs = [transform(model(batch if axis is None else batch.flip(axis)).float()) for axis in views]

@@ -104,5 +104,6 @@ def budget() -> Budget:
 def refuse(what: str, *, need: int, have: Budget, fix: str) -> MemoryBudgetError:
     """The error for work that would not fit: what, the estimate, what is available and from where, what to do."""
     return MemoryBudgetError(
-        f"{what} needs about {human(need)}, but {human(have.available)} is available ({have.source}); {fix}"
+        f"{what} needs about {human(need)} more than this process holds, but {human(have.available)} is available "
+        f"({have.source}); {fix}"
     )
