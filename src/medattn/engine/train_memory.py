@@ -4,7 +4,8 @@ peak = what the process holds now (interpreter, libraries, the loaded data, the 
      + what training adds: gradients, AdamW's two moments and an EMA copy (4 bytes per parameter each)
      + LATER: libraries the run imports after the check (its validation metrics)
      + per item of a batch: the tensors autograd keeps for backward, counted exactly (saved-tensor hooks on a
-       two-item forward and loss), times BACKWARD for the gradients that live while backward runs.
+       two-item forward, and twice the output for the loss), times BACKWARD for the gradients that live while
+       backward runs.
 The measuring forward draws from copies of every random stream and restores the model's buffers, so a run is the
 same with or without it.
 """
@@ -77,8 +78,8 @@ def tensor_bytes(obj, *, depth: int = 5) -> int:
     return sum(seen.values())
 
 
-def saved_per_item(model, train_set, loss_fn, *, device, amp: bool) -> int:
-    """Bytes autograd keeps for backward per training item, from one forward and loss of a few items."""
+def saved_per_item(model, train_set, *, device, amp: bool) -> int:
+    """Bytes autograd keeps for backward per training item, from one forward of a few items."""
     import torch
 
     from medattn.engine.device import autocast
@@ -103,8 +104,11 @@ def saved_per_item(model, train_set, loss_fn, *, device, amp: bool) -> int:
             model.train()
             with autocast(device, amp):
                 output = model(x.to(device))
-            loss_fn(model, output, target, device)
             saved[-1] = x.untyped_storage().nbytes()  # the batch itself, whether or not an op keeps it
+            # The loss is not called (a loss may count its calls); what it keeps is taken as two copies of the
+            # output (a softmax and its log), each output of a deeply supervised model counted.
+            outputs = output if isinstance(output, list | tuple) else [output]
+            saved[-2] = 2 * sum(o.untyped_storage().nbytes() for o in outputs if isinstance(o, torch.Tensor))
     finally:
         for key, g in streams.items():
             g.set_state(states[key])
@@ -115,10 +119,10 @@ def saved_per_item(model, train_set, loss_fn, *, device, amp: bool) -> int:
     return math.ceil(sum(saved.values()) / len(items))
 
 
-def estimate_training(model, train_set, loss_fn, data, *, device, amp: bool, ema: bool) -> TrainingEstimate:
+def estimate_training(model, train_set, data, *, device, amp: bool, ema: bool) -> TrainingEstimate:
     parameters = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     state = parameters * (3 + int(ema))  # gradients + AdamW's exp_avg and exp_avg_sq (+ the EMA copy)
-    per_item = saved_per_item(model, train_set, loss_fn, device=device, amp=amp)
+    per_item = saved_per_item(model, train_set, device=device, amp=amp)
     return TrainingEstimate(held=rss(), data=tensor_bytes(data.extra), state=state, per_item=per_item)
 
 

@@ -66,7 +66,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     loss_fn = task.loss(config, data)
     batch = min(train_cfg.batch_size, len(train_set))
     if device.type == "cpu":  # memory known before work starts: a smaller automatic batch, or a refusal
-        batch = _batch_that_fits(model, train_set, loss_fn, data, config, batch, user_batch, device, quiet)
+        batch = _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet)
     steps = len(distributed.rank_batches(torch.arange(len(train_set)), batch=batch))  # per process, the same in each
     if note := distributed.batch_note(batch):
         data.notes.append(note)
@@ -171,13 +171,11 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     )
 
 
-def _batch_that_fits(model, train_set, loss_fn, data, config, batch, user_batch, device, quiet) -> int:
+def _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet) -> int:
     from medattn.engine.train_memory import estimate_training, fit_batch
 
     train_cfg = config.train
-    memory = estimate_training(
-        model, train_set, loss_fn, data, device=device, amp=train_cfg.amp, ema=bool(train_cfg.ema)
-    )
+    memory = estimate_training(model, train_set, data, device=device, amp=train_cfg.amp, ema=bool(train_cfg.ema))
     fitted, note = distributed.broadcast(fit_batch(memory, batch, user_given=user_batch))
     if note:
         data.notes.append(note)
