@@ -115,17 +115,17 @@ def test_a_machine_too_small_even_for_slabs_is_refused_with_the_estimate(case, m
 
 
 def test_whole_images_run_fewer_at_a_time_on_a_small_machine_with_the_same_outputs(monkeypatch, capsys):
-    from medattn.engine.window_memory import activation_bytes
+    from medattn.engine.window_memory import SCRATCH, activation_bytes
 
     torch.manual_seed(0)
     model = create_model("attn_resnet", spatial_dims=2, in_channels=1, num_classes=3).eval()
     x = torch.randn(16, 1, 32, 32)
     expected = whole_image(model, x, device=CPU)
     with torch.inference_mode():
-        per_image, workspace, _ = activation_bytes(model, x[:1])
-    monkeypatch.setenv(ENV, str(rss() + 4 * per_image + workspace + per_image // 2))
+        per_image, _ = activation_bytes(model, x[:1])
+    monkeypatch.setenv(ENV, str(rss() + 4 * per_image + SCRATCH + per_image // 2))
     assert torch.allclose(torch.as_tensor(whole_image(model, x, device=CPU)), torch.as_tensor(expected), atol=1e-6)
     assert "runs 4 images at a time" in capsys.readouterr().err
-    monkeypatch.setenv(ENV, str(rss() + (per_image + workspace) // 2))
+    monkeypatch.setenv(ENV, str(rss() + (per_image + SCRATCH) // 2))
     with pytest.raises(MemoryBudgetError, match=r"inference on one 1x32x32 input .*--size"):
         whole_image(model, x, device=CPU)

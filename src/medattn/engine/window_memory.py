@@ -4,8 +4,8 @@ The float32 path (MONAI's sliding_window_inference) holds the blended (K, *S) lo
 transformed copy, and with test-time flips a flipped input, a flipped output and the running sum: about
 (3 + 2 * flips) * K * S * 4 bytes. The slab path (engine/slab_window.py) holds (K, *S) in float16 plus a float32
 slab one patch deep: about (1 + 2 * flips) * K * S * 2 bytes + (K + 1) * slab * 8 bytes. Both add the windows'
-activations, measured by forward hooks on one window (every module's output held at once, and the largest
-convolution's column buffer: an upper bound), times the windows run together.
+activations, measured by forward hooks on one window (every module's output held at once: an upper bound), times
+the windows run together, and SCRATCH for what the convolution library allocates beyond its outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from medattn.engine.memory import budget, human, refuse
 
+# What a forward allocates beyond its modules' outputs (oneDNN's scratch buffers), measured on this CPU: 9-12 MiB
+# for a small 3D U-Net at any batch; the outputs' sum already overstates a large model's peak about twofold.
+SCRATCH = 16 * 1024**2
+
 
 @dataclass
 class WindowEstimate:
@@ -24,14 +28,11 @@ class WindowEstimate:
     classes: int
     slab: int  # voxels of one slab: patch[0] * the other axes
     per_window: int  # activation bytes of one window
-    workspace: int  # the largest convolution's column buffer of one window
     batch: int  # windows run together
     flips: int  # test-time flips beyond the image itself
 
     def windows(self) -> int:
-        # The workspace is not scaled by the batch: measured on this CPU (oneDNN), a forward of 4 windows adds no
-        # more than one beyond its outputs.
-        return self.per_window * self.batch + self.workspace
+        return self.per_window * self.batch + SCRATCH
 
     def float32(self) -> int:
         return (3 + 2 * self.flips) * self.classes * self.voxels * 4 + self.voxels * 4 + self._common()
@@ -48,14 +49,13 @@ class WindowEstimate:
             "float32": self.float32(),
             "float16": self.float16(),
             "per_window": self.per_window,
-            "workspace": self.workspace,
         }
 
 
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {window shape: activation_bytes_of}
 
 
-def activation_bytes(model, window) -> tuple[int, int, int]:
+def activation_bytes(model, window) -> tuple[int, int]:
     """activation_bytes_of, measured once per model and window shape (validation runs it on every case)."""
     known = _MEASURED.setdefault(model, {})
     key = tuple(window.shape)
@@ -64,20 +64,16 @@ def activation_bytes(model, window) -> tuple[int, int, int]:
     return known[key]
 
 
-def activation_bytes_of(model, window) -> tuple[int, int, int]:
-    """(bytes of every module output of one forward of `window` (1, C, *P), bytes of the largest convolution's
-    column buffer, output channels)."""
+def activation_bytes_of(model, window) -> tuple[int, int]:
+    """(bytes of every module output of one forward of `window` (1, C, *P), output channels)."""
     import torch
 
     kept: dict[int, torch.Tensor] = {}  # held until the end, so no storage is freed and counted twice
-    workspace = [0]
 
     def hook(module, inputs, output):
         for tensor in output if isinstance(output, list | tuple) else [output]:
             if isinstance(tensor, torch.Tensor):
                 kept[tensor.untyped_storage().data_ptr()] = tensor
-        if isinstance(module, torch.nn.modules.conv._ConvNd) and isinstance(output, torch.Tensor):
-            workspace[0] = max(workspace[0], conv_workspace(module, inputs[0], output))
 
     handles = [module.register_forward_hook(hook) for module in model.modules()]
     try:
@@ -87,14 +83,7 @@ def activation_bytes_of(model, window) -> tuple[int, int, int]:
             handle.remove()
     output = output[0] if isinstance(output, list | tuple) else output
     total = sum(t.untyped_storage().nbytes() for t in kept.values())
-    return total, workspace[0], int(output.shape[1])
-
-
-def conv_workspace(conv, x, y) -> int:
-    """Bytes of the column buffer a CPU convolution may unfold its input into (channels x kernel x positions)."""
-    channels = max(conv.in_channels, conv.out_channels) // conv.groups
-    positions = max(x[0, 0].numel(), y[0, 0].numel()) * x.shape[0]
-    return channels * math.prod(conv.kernel_size) * positions * y.element_size()
+    return total, int(output.shape[1])
 
 
 def estimate_window(model, x, *, patch, device, amp: bool, batch: int, flips: int) -> WindowEstimate:
@@ -103,7 +92,7 @@ def estimate_window(model, x, *, patch, device, amp: bool, batch: int, flips: in
 
     window = x[(slice(None), *(slice(0, p) for p in patch))][None].to(device)
     with autocast(device, amp):
-        per_window, workspace, classes = activation_bytes(model, window)
+        per_window, classes = activation_bytes(model, window)
     shape = tuple(x.shape[1:])
     return WindowEstimate(
         voxels=math.prod(shape),
@@ -111,7 +100,6 @@ def estimate_window(model, x, *, patch, device, amp: bool, batch: int, flips: in
         classes=classes,
         slab=min(patch[0], shape[0]) * math.prod(shape[1:]),
         per_window=per_window,
-        workspace=workspace,
         batch=batch,
         flips=flips,
     )
