@@ -47,3 +47,8 @@ class TrainingDiverged(MedattnError, FloatingPointError):
     """The loss stopped being finite; training stopped before the update, and the last good checkpoint is kept.
 
     Also a FloatingPointError, so a search (tune grid) records the point as failed and goes on."""
+
+
+class MemoryBudgetError(MedattnError, MemoryError):
+    """Work refused before it started: its estimated peak memory exceeds what the machine (or
+    MEDATTN_MEMORY_LIMIT) has. The message gives the estimate, what is available and which option to change."""

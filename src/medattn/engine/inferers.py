@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from medattn.engine.device import autocast
+from medattn.progress import console
 
 OVERLAP = 0.5  # sliding window: half-patch overlap, Gaussian blending
 
@@ -38,12 +39,15 @@ def whole_image(
         return numeric.whole_image(model, x, transform=transform, batch_size=batch_size, flips=flips)
     import torch
 
+    from medattn.engine.batch_memory import inference_batch
+
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     views = [None, *(flips or [])]
     chunks = []
     with torch.inference_mode(), autocast(device, amp):
+        batch_size = inference_batch(model, x, batch_size=batch_size, device=device, amp=amp) if len(x) else 1
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size].to(device)
             outputs = [transform(model(batch if axis is None else batch.flip(axis)).float()) for axis in views]
@@ -63,10 +67,12 @@ def sliding_window(
     batch: int = 4,
     flips: Sequence[int] | None = None,
 ):
-    """(K, *S) float32 on the CPU: transform(logits) over a whole standardised image x (C, *S), by patches.
+    """(K, *S) on the CPU: transform(logits) over a whole standardised image x (C, *S), by patches.
 
     An image smaller than the patch is padded with each channel's minimum (what training padded with) and cropped
-    back after. An array `x` (the ONNX backend) goes through engine/numeric.py's twin of this window.
+    back after. The result is float32 when MONAI's float32 buffers fit the machine (engine/window_memory.py);
+    otherwise float16, accumulated slab by slab (engine/slab_window.py), and `transform` must act voxel by voxel.
+    An array `x` (the ONNX backend) goes through engine/numeric.py's twin of this window.
     """
     if isinstance(x, np.ndarray):
         from medattn.engine import numeric
@@ -78,6 +84,8 @@ def sliding_window(
     from monai.inferers import sliding_window_inference
 
     from medattn.data.patches import crop, pad_values
+    from medattn.engine.slab_window import slab_sliding_window
+    from medattn.engine.window_memory import choose_path, estimate_window
 
     shape = tuple(x.shape[1:])
     padded = tuple(max(s, p) for s, p in zip(shape, patch, strict=True))
@@ -88,19 +96,35 @@ def sliding_window(
     views = [None, *(flips or [])]
     total = None
     with torch.inference_mode(), autocast(device, amp):
+        estimate = estimate_window(model, x, patch=patch, device=device, amp=amp, batch=batch, flips=len(views) - 1)
+        path, windows, note = choose_path(estimate, shape)
+        if note:
+            console().print(note)
         for axis in views:
             view = x if axis is None else x.flip(axis)
-            logits = sliding_window_inference(
-                view[None].to(device),
-                roi_size=tuple(patch),
-                sw_batch_size=batch,
-                predictor=model,
-                overlap=OVERLAP,
-                mode="gaussian",
-            )
-            out = transform(torch.as_tensor(logits).float())[0].cpu()  # (K, *padded)
+            if path == "float16":
+                out = slab_sliding_window(
+                    model,
+                    view,
+                    patch=patch,
+                    overlap=OVERLAP,
+                    transform=transform,
+                    device=device,
+                    batch=windows,
+                    amp=amp,
+                )
+            else:
+                logits = sliding_window_inference(
+                    view[None].to(device),
+                    roi_size=tuple(patch),
+                    sw_batch_size=batch,
+                    predictor=model,
+                    overlap=OVERLAP,
+                    mode="gaussian",
+                )
+                out = transform(torch.as_tensor(logits).float())[0].cpu()  # (K, *padded)
             out = out if axis is None else out.flip(axis)
             total = out if total is None else total + out
     model.train(was_training)
-    mean = total / len(views)
+    mean = total / len(views) if len(views) > 1 else total
     return mean[(slice(None), *(slice(0, s) for s in shape))]

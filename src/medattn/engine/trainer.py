@@ -35,6 +35,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     from medattn.tasks import task_for_config
 
     task = task_for_config(config)
+    user_batch = config.train.batch_size is not None  # never replaced; refused if it does not fit
     use_threads(config.train.threads)
     device = distributed.start(config.train.device)  # joins the process group under torchrun
     torch.manual_seed(config.train.seed)
@@ -64,6 +65,8 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     net = distributed.wrap(model, device)  # what the step calls: DDP under torchrun; save and evaluate `model`
     loss_fn = task.loss(config, data)
     batch = min(train_cfg.batch_size, len(train_set))
+    if device.type == "cpu":  # memory known before work starts: a smaller automatic batch, or a refusal
+        batch = _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet)
     steps = len(distributed.rank_batches(torch.arange(len(train_set)), batch=batch))  # per process, the same in each
     if note := distributed.batch_note(batch):
         data.notes.append(note)
@@ -166,6 +169,20 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     return distributed.on_main(
         lambda: _finish(task, config, run, data, model=evaluated, best=best, history=history, device=device)
     )
+
+
+def _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet) -> int:
+    from medattn.engine.train_memory import estimate_training, fit_batch
+
+    train_cfg = config.train
+    memory = estimate_training(model, train_set, data, device=device, amp=train_cfg.amp, ema=bool(train_cfg.ema))
+    fitted, note = distributed.broadcast(fit_batch(memory, batch, user_given=user_batch))
+    if note:
+        data.notes.append(note)
+        train_cfg.batch_size = fitted  # config.yaml and the model card record the batch trained with
+        if not quiet:
+            console().print(note)
+    return fitted
 
 
 def _finish(task, config: RunConfig, run: Path, data, *, model, best: dict, history: list, device) -> dict:
