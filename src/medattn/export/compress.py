@@ -40,10 +40,10 @@ def compress_run(
     from medattn.runs import atomic_write_json, prepare_run_dir, require_run
 
     run = require_run(run)
-    if prune is None and not distill:
-        raise ConfigError("compress: say what to do: --prune SHARE and/or --distill --student MODEL")
     if (student or student_options) and not distill:
         raise ConfigError("--student and --student-options name a distillation student: add --distill")
+    if prune is None and not distill:
+        raise ConfigError("compress: say what to do: --prune SHARE and/or --distill --student MODEL")
     if distill and (student is None) == (prune is None):
         raise ConfigError("--distill needs one student: --student MODEL, or --prune SHARE to distil into the pruned")
     if not distill and (temperature is not None or alpha is not None):
