@@ -2,7 +2,10 @@
 size and speed on this CPU, against the FP32 PyTorch network they come from, all measured in one run.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compress.py                       # BreastMNIST, about 6 min here
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compress.py --sets breastmnist,hippocampus --cases 40
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compress.py --sets hippocampus --cases 30 --epochs 4 --rounds 1
+
+(The hippocampus run trained its six networks in about 8 minutes here, but timing ten 3D variants at batch 64 in
+five rounds ran past 20 minutes on the shared CPU and was stopped: use --rounds 1 there.)
 
 For each set a teacher is trained (the task's default model, few epochs: a comparison between variants of one
 network, not a best score; one seed, so the spread is the bootstrap CI of the test metric), then
@@ -90,7 +93,7 @@ def timed(rows: dict, x, *, rounds: int = 5) -> None:
             row[key] = statistics.median(turn[key] for turn in seen[label])
 
 
-def one_set(name: str, *, epochs: int, work: Path, cases: int) -> dict:
+def one_set(name: str, *, epochs: int, work: Path, cases: int, rounds: int) -> dict:
     from medattn.config import RunConfig
     from medattn.engine.trainer import fit
     from medattn.export.compress import compress_run
@@ -120,7 +123,7 @@ def one_set(name: str, *, epochs: int, work: Path, cases: int) -> dict:
         force=True,
     )["run"]
     rows.update(variant(Path(student), x, label="distilled student", seconds=time.perf_counter() - started))
-    timed(rows, x)
+    timed(rows, x, rounds=rounds)
     base = rows["teacher FP32"]
     headline = next(iter(base["metrics"]))
     for row in rows.values():
@@ -175,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="breastmnist")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--cases", type=int, default=40, help="hippocampus: the first N cases")
+    parser.add_argument("--rounds", type=int, default=5, help="timing turns per variant (3D: 1 is already long)")
     parser.add_argument("--out", default=str(ROOT / "results" / "compress"))
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as work:
-        sets = [one_set(n, epochs=args.epochs, work=Path(work), cases=args.cases) for n in args.sets.split(",")]
+        sets = [
+            one_set(n, epochs=args.epochs, work=Path(work), cases=args.cases, rounds=args.rounds)
+            for n in args.sets.split(",")
+        ]
     results = {"cpu": cpu_name(), "threads": 1, "sets": sets}
     write_results(args.out, results, markdown(results))
     return 0
