@@ -90,6 +90,11 @@ def train(
     model: str = typer.Option(None, "--model", help="registered model name (see `medattn models`)"),
     epochs: int = typer.Option(None, "--epochs"),
     init: str = typer.Option(None, "--init", help="a finished run to start from (all layers but the head)"),
+    teacher: str = typer.Option(
+        None, "--teacher", help="a finished run to distil: its softened outputs join the labels in the loss"
+    ),
+    temperature: float = typer.Option(None, "--temperature", help="--teacher: softening temperature T (4)"),
+    alpha: float = typer.Option(None, "--alpha", help="--teacher: the teacher's share of the loss (0.5)"),
     seed: int = typer.Option(None, "--seed"),
     config: Path = typer.Option(None, "--config", help="YAML run config; flags override it"),
     labels: str = typer.Option(
@@ -143,6 +148,9 @@ def train(
             "data.targets": _targets(targets),
             "model.name": model,
             "model.init": init,
+            "train.teacher": teacher,
+            "train.distill_temperature": temperature,
+            "train.distill_alpha": alpha,
             "train.epochs": epochs,
             "train.seed": seed,
             "train.batch_size": batch_size,
@@ -512,6 +520,7 @@ def tune_grid(
 
 app.command("export")(deploy_commands.export)
 app.command("serve")(deploy_commands.serve)
+app.command("compress")(deploy_commands.compress)
 
 
 def main() -> None:

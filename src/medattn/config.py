@@ -88,6 +88,9 @@ class TrainConfig:
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off (with both on, each batch picks one)
     ema: float | None = None  # moving average of the weights (evaluated and saved); 0 = off; None: the task's
     foreground_fraction: float | None = None  # segmentation: share of patches centred on a label (None: 0.33)
+    teacher: str | None = None  # a finished run whose softened outputs the model also learns (engine/distill.py)
+    distill_temperature: float = 4.0  # T: the teacher's and student's logits are divided by it
+    distill_alpha: float = 0.5  # the teacher's share of the loss; the labels have the rest
 
 
 @dataclass
@@ -121,6 +124,9 @@ class RunConfig:
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         check_slice_axis(self.data.slice_axis, "data.slice_axis")
+        from medattn.engine.distill import check_distillation
+
+        check_distillation(self)
         _check_patch_fields(self)
         _check_task_names(self)
         return self

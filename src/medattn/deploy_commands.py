@@ -65,3 +65,56 @@ def serve(
 
     app = create_app(run, token=token, backend=backend, max_bytes=int(max_mb * 1024 * 1024))
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _print_compress(result: dict) -> None:
+    record = result["compress"]
+    parameters = record["parameters"]
+    done = ", ".join(k for k in ("prune", "distill") if k in record)
+    print(
+        f"{result['run']}: {done} of {record['from']}; {parameters['after']:,} parameters "
+        f"({parameters['ratio']:.2f} of {parameters['before']:,}); {record['epochs']} epochs, "
+        f"best epoch {result['best_epoch']}: {result['val']}"
+    )
+
+
+def compress(
+    run: Path = typer.Argument(..., help="a finished run directory"),
+    out: Path = typer.Option(..., "--out", help="run directory to create for the smaller model"),
+    prune: float = typer.Option(
+        None, "--prune", help="share of the inner channels of every residual / U-Net block to remove (0-1)"
+    ),
+    distill: bool = typer.Option(False, "--distill", help="train a student with RUN as its teacher"),
+    student: str = typer.Option(None, "--student", help="--distill: the student's registered model name"),
+    student_options: str = typer.Option(
+        None, "--student-options", help="--distill: the student's options as JSON, e.g. '{\"widths\": [8, 16, 32]}'"
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="fine-tuning epochs (pruning: 3; a student: the run's own)"),
+    lr: float = typer.Option(None, "--lr", help="learning rate (pruning: a tenth of the run's; a student: the run's)"),
+    temperature: float = typer.Option(None, "--temperature", help="--distill: softening temperature T (4)"),
+    alpha: float = typer.Option(None, "--alpha", help="--distill: the teacher's share of the loss (0.5)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Make a smaller run from RUN on its own data: structured pruning with fine-tuning, and/or distillation."""
+    from medattn.export.compress import compress_run
+
+    try:
+        result = compress_run(
+            run,
+            out,
+            prune=prune,
+            distill=distill,
+            student=student,
+            student_options=student_options,
+            epochs=epochs,
+            lr=lr,
+            temperature=temperature,
+            alpha=alpha,
+            force=force,
+        )
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # failed before writing anything: leave no empty run behind
+        raise
+    _emit(result, as_json, _print_compress)

@@ -85,19 +85,25 @@ def create_model(
 ) -> Any:
     """Build a registered model: `create_model("attn_resnet", spatial_dims=3, in_channels=1, num_classes=2)`.
 
-    `options` holds the model's own keyword arguments (widths, attention type, ...), as saved in config.yaml.
+    `options` holds the model's own keyword arguments (widths, attention type, ...), as saved in config.yaml, and
+    for a pruned model the channels each pruned layer kept (`pruned`, export/prune.py).
     """
     import medattn.models  # noqa: F401  (registers the model families)
 
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    from medattn.export.prune import PRUNED, narrow
+
     entry = MODELS.get(name)
+    options = dict(options or {})
+    kept = options.pop(PRUNED, None)  # a pruned run's kept widths (export/prune.py): built full, then narrowed
     try:
-        return entry.builder(
-            spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **(options or {})
-        )
+        model = entry.builder(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **options)
     except TypeError as error:
-        raise ConfigError(f"model {name!r}: invalid options {sorted(options or {})}: {error}") from error
+        raise ConfigError(f"model {name!r}: invalid options {sorted(options)}: {error}") from error
+    if kept is not None:
+        narrow(model, kept)
+    return model
 
 
 def model_from_card(spec: dict[str, Any]) -> Any:

@@ -24,10 +24,12 @@ from medattn.registry import create_model
 from medattn.runs import CHECKPOINT, atomic_save_safetensors, atomic_write_json, run_file
 
 
-def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source=None) -> dict:
+def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = False, source=None, weights=None) -> dict:
     """Train as `config` says, writing the run directory `run` (already prepared by runs.prepare_run_dir).
 
     `source`, when given, is the task's source already split (a cross-validation fold) instead of data.path.
+    `weights`, when given, is a state dict the model starts from, head included (`medattn compress` fine-tuning a
+    pruned network); `train.teacher` adds a teacher's softened outputs to the loss (engine/distill.py).
     """
     import torch
 
@@ -62,8 +64,14 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             spatial_dims=data.spatial_dims,
         )
         data.notes.append(f"initialised {copied} tensors (all but the head) from {config.model.init}")
+    if weights is not None:
+        model.load_state_dict(weights)
     net = distributed.wrap(model, device)  # what the step calls: DDP under torchrun; save and evaluate `model`
     loss_fn = task.loss(config, data)
+    if config.train.teacher:
+        from medattn.engine.distill import distilling
+
+        loss_fn = distilling(task, config, data, student=model, loss_fn=loss_fn, device=device)
     batch = min(train_cfg.batch_size, len(train_set))
     if device.type == "cpu":  # memory known before work starts: a smaller automatic batch, or a refusal
         batch = _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet)

@@ -194,6 +194,11 @@ class Task(ABC):
     def loss(self, config: RunConfig, data: TaskData):
         """loss(model, output, target) -> scalar tensor."""
 
+    def distillation(self, data: TaskData) -> str | None:
+        """How a teacher's outputs teach a student (engine/distill.py): "softmax" over axis 1 (the classes, per
+        pixel for dense outputs), "sigmoid" per output, or None: this task's outputs are not probabilities."""
+        return None
+
     @abstractmethod
     def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict[str, float]:
         """Scalar scores on the validation split; must hold every metric in `select_metrics`."""

@@ -111,6 +111,9 @@ class ClassificationTask(ImageTask):
         images: ImageData = data.extra["images"]
         return ClassTrainSet(images.train.x, images.train.y, num_classes=data.num_outputs, seed=config.train.seed)
 
+    def distillation(self, data: TaskData) -> str:
+        return "sigmoid" if data.source.labels == "multilabel" else "softmax"  # as loss.probabilities
+
     def loss(self, config: RunConfig, data: TaskData):
         from medattn.tasks.classify.loss import MixedLoss, build_loss
 

@@ -99,6 +99,9 @@ class SegmentationTask(Task):
 
         return PatchTrainSet(data.extra["seg"], config)
 
+    def distillation(self, data: TaskData) -> str:
+        return "softmax"  # per voxel, over the classes
+
     def loss(self, config: RunConfig, data: TaskData):
         return DeepSupervisionLoss(build_segmentation_loss(config.train.loss, gamma=config.train.focal_gamma))
 
