@@ -5,7 +5,7 @@ Importing this package registers every family; build models with `create_model(n
 
 from torch import nn
 
-from medattn.models import cnn, hybrid, resnet, unet, vit  # noqa: F401  (each registers its models)
+from medattn.models import anchorfree, cnn, faster_rcnn, hybrid, resnet, unet, vit  # noqa: F401  (each registers)
 from medattn.models.base import Classifier, ModelBase
 from medattn.models.unet import Segmenter
 from medattn.registry import MODELS, create_model

@@ -68,6 +68,40 @@ class ResidualBlock(nn.Module):
         return self.act(branch + self.shortcut(x))
 
 
+def residual_stages(
+    in_channels: int,
+    widths: Sequence[int],
+    depths: Sequence[int],
+    *,
+    spatial_dims: int,
+    first_stride: int,
+    kernel_size: int = 3,
+    norm: str,
+    attention: str,
+    reduction: int,
+) -> list[nn.Sequential]:
+    """One stage of residual blocks per width; each stage's first block halves the grid (the first stage's strides
+    by `first_stride`)."""
+    stages, channels = [], in_channels
+    for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+        blocks = [
+            ResidualBlock(
+                channels if block == 0 else width,
+                width,
+                spatial_dims=spatial_dims,
+                stride=(2 if index > 0 else first_stride) if block == 0 else 1,
+                kernel_size=kernel_size,
+                norm=norm,
+                attention=attention,
+                reduction=reduction,
+            )
+            for block in range(depth)
+        ]
+        stages.append(nn.Sequential(*blocks))
+        channels = width
+    return stages
+
+
 class ResNet(Classifier):
     """Stem -> stages of residual blocks (stage 0 at stride 1, later stages halve the grid) -> head.
 
@@ -107,24 +141,18 @@ class ResNet(Classifier):
         if stem_pool:
             stem.append(max_pool_type(spatial_dims)(3, stride=2, padding=1))
         self.stem = nn.Sequential(*stem)
-        stages = []
-        channels = widths[0]
-        for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
-            blocks = [
-                ResidualBlock(
-                    channels if block == 0 else width,
-                    width,
-                    spatial_dims=spatial_dims,
-                    stride=2 if index > 0 and block == 0 else 1,
-                    kernel_size=kernel_size,
-                    norm=norm,
-                    attention=attention,
-                    reduction=reduction,
-                )
-                for block in range(depth)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            channels = width
+        stages = residual_stages(
+            widths[0],
+            widths,
+            depths,
+            spatial_dims=spatial_dims,
+            first_stride=1,
+            kernel_size=kernel_size,
+            norm=norm,
+            attention=attention,
+            reduction=reduction,
+        )
+        channels = widths[-1]
         self.stages = nn.Sequential(*stages)
         self.feature_channels = channels
         self.head = ClassifierHead(channels, num_classes, spatial_dims=spatial_dims, dropout=dropout)
