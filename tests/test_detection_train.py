@@ -1,0 +1,168 @@
+"""Training detectors: boxes follow the pixels through augmentation, every box gets cells to learn from, a detector
+learns a small set, and train / evaluate / predict / resume / --init / tune cv run end to end in 2D and 3D."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.detection_sets import csv_set
+from tests.run_cli import invoke
+
+from medattn.data.mask_boxes import mask_boxes
+from medattn.tasks.detect.assign import assign
+from medattn.tasks.detect.augment import BoxAugment
+
+TINY = {"detect_anchorfree": "{widths: [8, 16, 32], depths: [1, 1, 1], channels: 16, head_depth: 1}"}
+TINY["faster_rcnn"] = "{widths: [8, 16, 32], depths: [1, 1, 1], channels: 16, representation: 32}"
+
+
+def _square(dims: int, size: int = 32):
+    x = torch.zeros(1, *[size] * dims)
+    region = tuple(slice(5, 12) if a == 0 else slice(9, 20) for a in range(dims))
+    x[(slice(None), *region)] = 1.0
+    box = torch.tensor([[5.0] + [9.0] * (dims - 1) + [12.0] + [20.0] * (dims - 1)])
+    return x, box, torch.tensor([0])
+
+
+def _found_box(x: torch.Tensor) -> list[float]:
+    boxes, _ = mask_boxes((x[0] > 0.5).numpy().astype(np.uint8))
+    return boxes[0].tolist()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_flips_move_the_boxes_with_the_pixels(dims):
+    x, box, label = _square(dims)
+    augment = BoxAugment([{"name": "flip", "prob": 1.0}], spatial_dims=dims, seed=0)
+    moved, boxes, labels = augment(x, box, label)
+    assert boxes[0].tolist() == _found_box(moved)
+    assert boxes[0].tolist() != box[0].tolist()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_affine_moves_and_scales_the_boxes_with_the_pixels(dims):
+    x, box, label = _square(dims)
+    spec = {"name": "affine", "prob": 1.0, "rotate_deg": 0.0, "scale": 0.3, "translate": 0.1}
+    for seed in range(3):
+        moved, boxes, _ = BoxAugment([spec], spatial_dims=dims, seed=seed)(x, box, label)
+        np.testing.assert_allclose(boxes[0].numpy(), _found_box(moved), atol=1.0)
+
+
+def test_rotation_keeps_a_round_object_s_box_tight():
+    size = 48
+    grid = torch.stack(torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij"))
+    disc = ((grid - 24).square().sum(dim=0) <= 64).float()[None]  # radius 8 about (24, 24)
+    box = torch.tensor([[16.0, 16.0, 32.0, 32.0]])
+    spec = {"name": "affine", "prob": 1.0, "rotate_deg": 30.0, "scale": 0.0, "translate": 0.0}
+    moved, boxes, _ = BoxAugment([spec], spatial_dims=2, seed=1)(disc, box, torch.tensor([0]))
+    np.testing.assert_allclose(boxes[0].numpy(), box[0].numpy(), atol=0.01)  # a disc turned is the same disc
+    np.testing.assert_allclose(_found_box(moved), box[0].numpy(), atol=1.0)
+
+
+def test_boxes_pushed_out_of_the_image_are_dropped():
+    x, box, label = _square(2)
+    spec = {"name": "affine", "prob": 1.0, "rotate_deg": 0.0, "scale": 0.0, "translate": 0.9}
+    kept = [len(BoxAugment([spec], spatial_dims=2, seed=s)(x, box, label)[1]) for s in range(20)]
+    assert set(kept) == {0, 1}
+
+
+def test_every_box_gets_cells_even_one_smaller_than_a_cell():
+    from medattn.models.detector import level_points
+
+    centres, strides = level_points((64, 64), [8, 16, 32])
+    boxes = torch.tensor([[10.0, 10.0, 13.0, 13.0], [30.0, 20.0, 60.0, 50.0], [31.0, 22.0, 58.0, 47.0]])
+    labels = torch.tensor([0, 1, 1])
+    scores = torch.full((len(centres), 2), 0.5)
+    predicted = torch.cat([centres - 6, centres + 6], dim=1)
+    found = assign(scores, predicted, centres, strides, boxes, labels)
+    owners = {tuple(b.tolist()) for b in found.boxes[found.positive]}
+    assert owners == {tuple(b.tolist()) for b in boxes}  # each of the three has cells, the 3-px one too
+    assert (found.scores > 0).sum(dim=1).max() == 1  # a cell learns one box and one class
+    assert float(found.scores.max()) <= 1.0
+
+
+def _config(tmp_path: Path, model: str, extra: str = "") -> Path:
+    path = tmp_path / f"{model}.yaml"
+    path.write_text(f"model: {{name: {model}, options: {TINY[model]}}}\ntrain: {{threads: 1, batch_size: 4}}\n{extra}")
+    return path
+
+
+def test_the_default_detector_learns_a_small_set(tmp_path):
+    """A few dozen epochs on 24 pictures of bright and dark squares: both classes found, placed and told apart."""
+    data = csv_set(tmp_path / "set", n=24)
+    extra = "data: {augment: [{name: flip, prob: 0.5}]}\ntrain: {threads: 1, batch_size: 4, epochs: 40, lr: 0.003}\n"
+    config = tmp_path / "learn.yaml"
+    config.write_text(f"model: {{name: detect_anchorfree, options: {TINY['detect_anchorfree']}}}\n{extra}")
+    invoke("train", "--data", data, "--out", tmp_path / "run", "--config", config, "--json")
+    unseen = csv_set(tmp_path / "unseen", n=16, seed=1)
+    metrics = invoke("evaluate", tmp_path / "run", "--data", unseen, "--json")
+    assert metrics["split"] == "all"
+    assert metrics["map50"] > 0.8
+    assert min(metrics["ap50_per_class"].values()) > 0.6
+
+
+@pytest.mark.parametrize("model", ["detect_anchorfree", "faster_rcnn"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_train_evaluate_predict_in_2d_and_3d(model, dims, tmp_path):
+    data = csv_set(tmp_path / "set", n=12, dims=dims, dtype="uint8" if dims == 2 else "float32")
+    run = tmp_path / "run"
+    trained = invoke(
+        "train", "--data", data, "--out", run, "--config", _config(tmp_path, model), "--epochs", "1", "--json"
+    )
+    assert set(trained["val"]) >= {"map", "map50", "froc", "ar100"}
+    card = json.loads((run / "model.json").read_text())
+    assert card["model"]["spatial_dims"] == dims
+    assert card["class_names"] == ["bright", "dark"]
+    assert card["input"]["patch"] is not None  # small pictures: native pixels, the whole image as the patch
+    metrics = invoke("evaluate", run, "--json")
+    assert {"map50", "map", "ap50_per_class", "froc", "n", "map_ci"} <= set(metrics)
+    image = sorted((tmp_path / "set" / "images").iterdir())[0]
+    predicted = invoke("predict", run, image, "--out-dir", tmp_path / "out", "--json")["predictions"][0]
+    for kind in ("json", "csv", "png"):
+        assert Path(predicted["files"][kind]).is_file()
+    header = Path(predicted["files"]["csv"]).read_text().splitlines()[0]
+    assert header.startswith("path,x1,y1," + ("x2,y2" if dims == 2 else "z1,x2,y2,z2") + ",label,score,world_x_min")
+
+
+def test_resume_init_and_cross_validation(tmp_path):
+    data = csv_set(tmp_path / "set", n=16)
+    config = _config(tmp_path, "detect_anchorfree")
+    first = invoke("train", "--data", data, "--out", tmp_path / "a", "--config", config, "--epochs", "2", "--json")
+    resumed = invoke("train", "--out", tmp_path / "a", "--resume", "--json")
+    assert resumed["epochs_run"] == first["epochs_run"] == 2
+    init = invoke(
+        "train",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "b",
+        "--config",
+        config,
+        "--epochs",
+        "1",
+        "--init",
+        tmp_path / "a",
+        "--json",
+    )
+    assert any("initialised" in note for note in init["notes"])
+    cv = invoke(
+        "tune",
+        "cv",
+        "--data",
+        data,
+        "--folds",
+        "2",
+        "--out",
+        tmp_path / "cv",
+        "--config",
+        config,
+        "--epochs",
+        "1",
+        "--json",
+    )
+    assert len(cv["folds"]) == 2
+    assert "map" in cv["mean"]
+    assert invoke("evaluate", tmp_path / "cv", "--json")["ensemble"]["members"] == 2
