@@ -151,13 +151,25 @@ def monai_set(
     for i, (image, boxes, labels) in enumerate(_items(n, 3, dtype)):
         path = write_picture(root / "images", f"vol{i:02d}", image, layout="nifti")
         corners = boxes.astype(np.float64)
-        if box_space == "world":
-            corners = np.concatenate(
-                [corners[:, :3] * np.diag(affine)[:3], corners[:, 3:] * np.diag(affine)[:3]], axis=1
-            )
+        if box_space != "voxel":  # RAS+ mm through the affine; LPS mm flips the first two axes
+            scale = np.diag(affine)[:3] * (np.array([-1.0, -1.0, 1.0]) if box_space == "world_lps" else 1.0)
+            ends = np.stack([corners[:, :3] * scale, corners[:, 3:] * scale])
+            corners = np.concatenate([ends.min(axis=0), ends.max(axis=0)], axis=1)
         if box_format == "cccwhd":
             corners = np.concatenate([(corners[:, :3] + corners[:, 3:]) / 2, corners[:, 3:] - corners[:, :3]], axis=1)
         entries.append({"image": f"images/{path.name}", "box": corners.tolist(), "label": labels.tolist()})
     spec = {"training": entries[: n - 3], "validation": entries[n - 3 :]}
     (root / "dataset.json").write_text(json.dumps(spec))
     return root / "dataset.json"
+
+
+def detection_set(root: Path, layout: str, dims: int, dtype: str, modality: str, n: int = 12) -> Path:
+    """The matrix's detection cell (tests/test_matrix.py): a CSV of boxes over PNG (2D uint8), NIfTI or DICOM
+    files, a VOC, COCO or YOLO set of pictures, or a MONAI detection JSON of volumes."""
+    builders = {"voc": voc_set, "coco": coco_set, "yolo": yolo_set}
+    if layout in builders:
+        return builders[layout](root / "set", n=n)
+    if layout == "monai":
+        return monai_set(root / "set", n=n, dtype=dtype, box_format="xyzxyz", box_space="voxel")
+    files = "dicom" if layout == "dicom" else "png" if dims == 2 and dtype == "uint8" else "nifti"
+    return csv_set(root / "set", n=n, dims=dims, dtype=dtype, layout=files)

@@ -88,3 +88,15 @@ def test_boxes_from_mask_components_per_class():
     volume = np.zeros((4, 5, 6), np.uint8)
     volume[1:3, 2:4, 0:6] = 3
     assert mask_boxes(volume)[0].tolist() == [[1, 2, 0, 3, 4, 6]]
+
+
+def test_nms_on_the_whole_matrix_and_box_by_box_agree(monkeypatch):
+    import medattn.layers.boxes as boxes_module
+
+    generator = torch.Generator().manual_seed(3)
+    lo = torch.rand(500, 2, generator=generator) * 100
+    boxes = torch.cat([lo, lo + 5 + torch.rand(500, 2, generator=generator) * 20], dim=1)
+    scores = torch.rand(500, generator=generator)
+    whole = nms(boxes, scores, 0.4)
+    monkeypatch.setattr(boxes_module, "CLUSTER_LIMIT", 0)
+    assert nms(boxes, scores, 0.4).tolist() == whole.tolist()

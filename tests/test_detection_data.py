@@ -35,7 +35,9 @@ def test_every_2d_layout_opens_to_the_same_pixel_boxes(layout, tmp_path):
     assert any(not boxes for _, (boxes, _) in found), "an image without boxes is a negative image"
 
 
-@pytest.mark.parametrize(("box_format", "box_space"), [("cccwhd", "world"), ("xyzxyz", "voxel")])
+@pytest.mark.parametrize(
+    ("box_format", "box_space"), [("cccwhd", "world"), ("xyzxyz", "world_lps"), ("xyzxyz", "voxel")]
+)
 def test_monai_json_boxes_become_voxel_corners(box_format, box_space, tmp_path):
     made = monai_set(tmp_path / "set", box_format=box_format, box_space=box_space)
     assert task_for_data(made).name == "detection"

@@ -166,3 +166,29 @@ def test_resume_init_and_cross_validation(tmp_path):
     assert len(cv["folds"]) == 2
     assert "map" in cv["mean"]
     assert invoke("evaluate", tmp_path / "cv", "--json")["ensemble"]["members"] == 2
+
+
+class _Thresholder:
+    """A stand-in detector: every bright square of a tile is a box of class 0, scored by its size."""
+
+    def detect(self, x, **settings):
+        boxes, _ = mask_boxes((x[0, 0] > 0.5).numpy().astype(np.uint8))
+        boxes = torch.from_numpy(boxes)
+        scores = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1) / 1000
+        return [{"boxes": boxes, "scores": scores, "labels": torch.zeros(len(boxes), dtype=torch.long)}]
+
+
+def test_tiles_find_every_object_whole_and_once():
+    """An image larger than the window: objects cut by a tile's edge are taken from the tile that holds them whole."""
+    from medattn.data.preprocess import Intensity
+    from medattn.tasks.detect.inference import detect_prepared, tile_starts
+    from medattn.tasks.detect.plan import DetectionPlan
+
+    x = torch.zeros(1, 100, 130)
+    truth = [[10, 10, 22, 30], [40, 45, 60, 70], [5, 95, 25, 120], [80, 20, 95, 40], [62, 95, 80, 115]]
+    for r0, c0, r1, c1 in truth:
+        x[0, r0:r1, c0:c1] = 1.0
+    plan = DetectionPlan(2, 1, Intensity(), patch=[32, 32], window=[48, 48], overlap=[28, 28])
+    assert len(tile_starts(130, 48, 28)) > 2
+    found = detect_prepared(_Thresholder(), x, plan, device="cpu")
+    assert sorted(found["boxes"].tolist()) == sorted([[float(v) for v in box] for box in truth])

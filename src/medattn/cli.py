@@ -356,13 +356,17 @@ def data_boxes(
     out: Path = typer.Option(..., "--out", help="the box CSV to write: path,x1,y1,x2,y2,label[,patient_id][,split]"),
     min_size: int = typer.Option(1, "--min-size", help="pieces smaller than this many pixels (voxels) are dropped"),
     connectivity: str = typer.Option("faces", "--connectivity", help="faces (4- / 6-connected) | full (8 / 26)"),
+    class_names: str = typer.Option(None, "--class-names", help="names of labels 1, 2, ... (default: the data's)"),
     force: bool = typer.Option(False, "--force", help="replace an existing --out"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Boxes around the connected pieces of every label of a segmentation set's masks: a box CSV to train on."""
     from medattn.tasks.detect.from_masks import write_mask_boxes
 
-    summary = write_mask_boxes(masks, out, min_size=min_size, connectivity=connectivity, overwrite=force)
+    names = _targets(class_names)
+    summary = write_mask_boxes(
+        masks, out, min_size=min_size, connectivity=connectivity, class_names=names, overwrite=force
+    )
     _emit(
         summary,
         as_json,

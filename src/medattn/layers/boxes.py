@@ -82,15 +82,35 @@ def clip_boxes(boxes: torch.Tensor, shape) -> torch.Tensor:
     return torch.cat([lo, hi], dim=-1)
 
 
+CLUSTER_LIMIT = 4096  # boxes up to which NMS works on the whole IoU matrix at once
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Indices of the boxes greedy non-maximum suppression keeps, highest score first.
 
-    Each kept box is compared only with the boxes after it, so memory stays O(N) for crowded images.
+    Up to CLUSTER_LIMIT boxes it iterates on the IoU matrix as Cluster-NMS does (Zheng et al. 2021): a box is kept
+    when no kept box above it overlaps it by more than the threshold; repeating that from "all kept" reaches
+    greedy NMS's answer exactly, in a few matrix passes instead of a pass per box. Beyond the limit each kept box is
+    compared with the boxes after it, so memory stays O(N).
     """
     if len(boxes) == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    ranked = boxes[order].detach().cpu().double().numpy()
+    ranked = boxes[order].detach().float()
+    if len(ranked) <= CLUSTER_LIMIT:
+        suppresses = (box_iou(ranked, ranked) > iou_threshold).triu_(diagonal=1)  # [j, i]: j above i overlaps it
+        keep = torch.ones(len(ranked), dtype=torch.bool, device=ranked.device)
+        for _ in range(len(ranked)):
+            again = ~(suppresses & keep[:, None]).any(dim=0)
+            if torch.equal(again, keep):
+                break
+            keep = again
+        return order[keep]
+    return order[_greedy(ranked.cpu().double().numpy(), iou_threshold).to(order.device)]
+
+
+def _greedy(ranked: np.ndarray, iou_threshold: float) -> torch.Tensor:
+    """Positions kept among boxes (N, 2D) sorted by score, one kept box at a time."""
     dims = ranked.shape[1] // 2
     lo, hi = ranked[:, :dims], ranked[:, dims:]
     volume = np.clip(hi - lo, 0, None).prod(axis=1)
@@ -106,7 +126,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         inter = np.clip(np.minimum(hi[i], hi[rest]) - np.maximum(lo[i], lo[rest]), 0, None).prod(axis=1)
         iou = inter / np.maximum(volume[i] + volume[rest] - inter, EPS)
         alive[rest[iou > iou_threshold]] = False
-    return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
+    return torch.as_tensor(keep, dtype=torch.long)
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:

@@ -41,15 +41,14 @@ def roi_align(
     flat = mesh.reshape(-1, dims)  # (steps^D, D) indices of the sample along each axis
     # grid_sample takes coordinates last axis first (x = W, y = H, z = D)
     grid = torch.stack([normalised[a][:, flat[:, a]] for a in reversed(range(dims))], dim=-1)  # (R, steps^D, D)
+    pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
     for image in torch.unique(image_index):
         rows = torch.nonzero(image_index == image).flatten()
-        sample_grid = grid[rows][None]  # (1, R_b, steps^D, D)
-        if dims == 3:
-            sample_grid = sample_grid[:, :, :, None]  # (1, R_b, steps^3, 1, 3)
+        # the samples of every box as one sampled map: (1, R_b * steps, steps[, steps], D)
+        sample_grid = grid[rows].reshape(1, len(rows) * steps, *[steps] * (dims - 1), dims)
         sampled = F.grid_sample(
             features[int(image)][None], sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )  # (1, C, R_b, steps^D[, 1])
-        sampled = sampled.reshape(channels, len(rows), *[output_size, sampling] * dims)
-        pooled = sampled.mean(dim=tuple(range(3, 3 + 2 * dims, 2)))  # (C, R_b, *[output_size] * D)
-        out[rows] = pooled.movedim(0, 1)
+        )  # (1, C, R_b * steps, steps[, steps])
+        sampled = sampled.reshape(channels, len(rows), *[steps] * dims)  # boxes as channels of a pooling
+        out[rows] = pool(sampled, sampling).movedim(0, 1)  # (R_b, C, *[output_size] * D)
     return out

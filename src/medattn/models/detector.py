@@ -24,7 +24,8 @@ from medattn.models.base import ModelBase, check_choice, check_lengths
 from medattn.models.resnet import ATTENTIONS, residual_stages
 
 FIRST_STRIDE = 4  # the first stage's output: a stride-2 stem, then a stride-2 block
-DEFAULT_DETECTIONS = {"score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 300}
+# per image: crowded pictures (blood smears, cell cultures) hold several hundred objects
+DEFAULT_DETECTIONS = {"score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 1000}
 # Options per dimension that a model left unset takes: a volume has far more voxels per object than a picture has
 # pixels, so 3D stays narrow, with SE (almost free) instead of CBAM. The detection task sets `strides` from the
 # sizes of the training boxes.
@@ -60,7 +61,7 @@ class PyramidBackbone(nn.Module):
                 reduction=options.reduction,
             )
         )
-        self.strides = [FIRST_STRIDE * 2**i for i in range(len(options.widths))]
+        self.strides = backbone_strides(spatial_dims, options.widths)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps, x = [], self.stem(x)  # (B, w0, *S/2)
@@ -84,6 +85,12 @@ class PyramidOptions:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def backbone_strides(spatial_dims: int, widths=None) -> list[int]:
+    """The strides a backbone of `widths` (default: the dimension's) offers: 4, 8, ... one per stage."""
+    count = len(widths or DEFAULTS.get(spatial_dims, DEFAULTS[2])["widths"])
+    return [FIRST_STRIDE * 2**i for i in range(count)]
 
 
 def pyramid_options(spatial_dims: int, *, reduction: int, norm: str, **given) -> PyramidOptions:

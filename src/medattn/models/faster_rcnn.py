@@ -30,7 +30,7 @@ ANCHOR_SCALES = (4.0, 4.0 * 2 ** (1 / 3), 4.0 * 2 ** (2 / 3))  # anchor side / s
 RATIOS = {2: (0.5, 1.0, 2.0), 3: (1.0,)}  # first axis : second axis (2D); cubes in 3D
 RPN_WEIGHTS, ROI_WEIGHTS = (1.0, 1.0), (10.0, 5.0)  # offset scale of centres and of log sizes (torchvision's)
 LOG_SIZE_LIMIT = math.log(1000.0 / 16)
-PROPOSALS = {True: (2000, 1000), False: (1000, 1000)}  # training: (before NMS per level, after); inference
+PROPOSALS = {True: (1000, 1000), False: (1000, 1000)}  # training: (before NMS per level, after); inference
 
 
 def anchor_shapes(stride: int, spatial_dims: int) -> torch.Tensor:
@@ -205,7 +205,7 @@ def faster_rcnn(
     strides: Sequence[int] | None = None,
     channels: int | None = None,
     roi_size: int | None = None,
-    representation: int = 256,
+    representation: int = 128,
     attention: str | None = None,
     reduction: int = 8,
     norm: str = "batch",

@@ -1,9 +1,10 @@
 """`medattn data boxes --masks DATA --out boxes.csv`: a detection CSV from a segmentation set's masks.
 
 DATA is any segmentation layout (a folder with images/ and masks/, an MSD dataset.json, a CSV image,mask):
-every connected piece of every label (data/mask_boxes.py) becomes a box named by the label's class name (MSD
-labels), or by its value; masks holding 0/255 read as label 1. An image whose mask is empty gets one row without
-a box (a negative image). Patient ids and declared splits carry over, and paths are written relative to the CSV.
+every connected piece of every label (data/mask_boxes.py) becomes a box named by `class_names` (label 1 first),
+else by the data's own class names (MSD labels), else by the label's value; masks holding 0/255 read as label 1.
+An image whose mask is empty gets one row without a box (a negative image). Patient ids and declared splits carry
+over, and paths are written relative to the CSV.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ def _relative(path: str, folder: Path) -> str:
 
 
 def write_mask_boxes(
-    masks: str | Path, out: str | Path, *, min_size: int = 1, connectivity: str = "faces", overwrite: bool = False
+    masks: str | Path,
+    out: str | Path,
+    *,
+    min_size: int = 1,
+    connectivity: str = "faces",
+    class_names: list[str] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write the CSV; returns a summary (images, boxes per class, negatives)."""
     from medattn.data.mask_boxes import mask_boxes
@@ -42,7 +49,7 @@ def write_mask_boxes(
     if out.exists() and not overwrite:
         raise RunDirError(f"{out} already exists; pass --force to replace it")
     source = open_segmentation(masks)
-    names = source.class_names
+    names = ["background", *class_names] if class_names else source.class_names
     rows, counts, negatives, dims_seen = [], {}, 0, set()
     with_patients = any(c.patient_id for cases in source.splits.values() for c in cases)
     with_splits = set(source.splits) != {"train"}

@@ -22,7 +22,7 @@ import numpy as np
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 SIZE_RANGES = {"all": (0.0, math.inf), "small": (0.0, 32.0), "medium": (32.0, 96.0), "large": (96.0, math.inf)}
-MAX_DETECTIONS, AR_DETECTIONS = 300, 100
+MAX_DETECTIONS, AR_DETECTIONS = 1000, 100
 
 
 @dataclass

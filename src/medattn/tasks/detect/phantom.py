@@ -1,11 +1,12 @@
 """A crowded synthetic detection set, as in a blood smear: colour pictures holding hundreds of small round objects
 of three classes and sizes, touching and overlapping. Deterministic by seed; numpy and Pillow only.
 
-Each picture: a pale, unevenly lit background; about RED cells (pink discs with a paler centre, 16-24 px across),
-a few dozen platelets (small purple dots, 10-14 px) and a few white cells (large pale discs with a dark lobed
-nucleus, 30-40 px), slightly elliptical and turned at random, placed so neighbours may overlap by up to a third
-of their radii (later ones drawn over earlier ones); then blur-free sensor noise. Every object's box is its whole
-ellipse, hidden parts included, as annotators box overlapping cells.
+Each picture: a pale, unevenly lit background; 150-260 red cells (pink discs with a paler centre, 16-24 px
+across), a few dozen platelets (small purple dots, 10-14 px) and a few white cells (large pale discs with a dark
+nucleus, 30-40 px), slightly elliptical and turned at random, placed so neighbours may overlap by up to OVERLAP of
+the smaller radius (later ones drawn over earlier ones). Each picture has its own stain (every colour scaled per
+channel by up to STAIN) and focus (a Gaussian blur), then sensor noise. Every object's box is its whole ellipse,
+hidden parts included, as annotators box overlapping cells.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ class Kind:
 
 
 KINDS = {
-    "red_cell": Kind((8.0, 12.0), (150, 240), (205, 95, 110), (228, 160, 168), 0.45),
+    "red_cell": Kind((8.0, 12.0), (150, 260), (205, 95, 110), (228, 160, 168), 0.45),
     "platelet": Kind((5.0, 7.0), (20, 40), (150, 90, 180), (120, 60, 160), 0.5),
     "white_cell": Kind((15.0, 20.0), (2, 8), (215, 200, 230), (95, 45, 150), 0.6),
 }
-OVERLAP = 1 / 3  # neighbours may overlap by this share of the smaller radius
+OVERLAP = 0.45  # neighbours may overlap by this share of the smaller radius
+STAIN = 0.15  # per picture, every colour's channels scaled by a factor within 1 +- STAIN
+BLUR = (0.3, 1.2)  # per picture, the focus: a Gaussian blur of this sigma in pixels
 
 
 def _place(rng: np.random.Generator, radii: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -55,7 +58,7 @@ def _place(rng: np.random.Generator, radii: np.ndarray, shape: tuple[int, int]) 
     return centres
 
 
-def _paint(canvas: np.ndarray, centre, axes, angle: float, kind: Kind, rng: np.random.Generator) -> None:
+def _paint(canvas: np.ndarray, centre, axes, angle: float, kind: Kind, stain, rng: np.random.Generator) -> None:
     height, width = canvas.shape[:2]
     reach = int(math.ceil(max(axes))) + 2
     r0, r1 = max(0, int(centre[0]) - reach), min(height, int(centre[0]) + reach + 1)
@@ -70,7 +73,7 @@ def _paint(canvas: np.ndarray, centre, axes, angle: float, kind: Kind, rng: np.r
     edge = np.clip((1 - distance) * min(axes) + 0.5, 0, 1)[..., None]
     middle = np.clip((kind.centre_share - distance) * min(axes) + 0.5, 0, 1)[..., None]
     shade = rng.uniform(0.9, 1.1)
-    colour = np.asarray(kind.colour) * shade * (1 - middle) + np.asarray(kind.centre) * shade * middle
+    colour = (np.asarray(kind.colour) * (1 - middle) + np.asarray(kind.centre) * middle) * shade * stain
     canvas[r0:r1, c0:c1] = canvas[r0:r1, c0:c1] * (1 - edge) + colour * edge
 
 
@@ -87,7 +90,8 @@ def crowded_picture(seed: int, *, shape: tuple[int, int] = (480, 640)) -> tuple[
     height, width = shape
     rows, cols = np.mgrid[0:height, 0:width] / max(shape)
     light = 1 + 0.06 * np.sin(2 * math.pi * (rows * rng.uniform(0.5, 1.5) + cols * rng.uniform(0.5, 1.5)))
-    canvas = np.ones((height, width, 3)) * np.asarray([236.0, 222.0, 226.0]) * light[..., None]
+    stain = 1 + rng.uniform(-STAIN, STAIN, 3)
+    canvas = np.ones((height, width, 3)) * np.asarray([236.0, 222.0, 226.0]) * stain * light[..., None]
     kinds = [k for name in CLASSES for k in [name] * int(rng.integers(*KINDS[name].count, endpoint=True))]
     radii = np.asarray([rng.uniform(*KINDS[k].radius) for k in kinds])
     centres = _place(rng, radii, shape)
@@ -99,11 +103,14 @@ def crowded_picture(seed: int, *, shape: tuple[int, int] = (480, 640)) -> tuple[
         axes = (radii[index] * stretch, radii[index] / stretch)
         angle = rng.uniform(0, math.pi)
         kind = KINDS[kinds[index]]
-        _paint(canvas, centres[index], axes, angle, kind, rng)
+        _paint(canvas, centres[index], axes, angle, kind, stain, rng)
         box = np.clip(ellipse_box(centres[index], axes, angle), 0, [height, width, height, width])
         if np.all(box[2:] - box[:2] >= 2):
             boxes.append(box)
             labels.append(CLASSES.index(kinds[index]))
+    from scipy.ndimage import gaussian_filter
+
+    canvas = gaussian_filter(canvas, sigma=(rng.uniform(*BLUR),) * 2 + (0,))
     canvas += rng.normal(0, 4.0, canvas.shape)
     picture = np.clip(np.round(canvas), 0, 255).astype(np.uint8).transpose(2, 0, 1)
     return picture, np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64)

@@ -31,7 +31,6 @@ WINDOW_CAP = {2: 1024, 3: 160}  # native mode: images larger than this (per axis
 RESIZE_CAP = {2: 512, 3: 128}  # resize mode: the automatic size's longest axis, at most
 MULTIPLE = {2: 32, 3: 16}  # sizes rounded up to a multiple of the coarsest backbone stride
 FINE_SIDE = {2: 16.0, 3: 12.0}
-LEVELS = {2: (4, 8, 16, 32), 3: (4, 8, 16)}  # the strides the default backbones offer
 
 
 @dataclass
@@ -148,14 +147,14 @@ def choose_geometry(shapes: list[tuple[int, ...]], sides: np.ndarray, *, patch=N
     return {"patch": None, "window": None, "size": list(size), "scale": scale}
 
 
-def choose_strides(sides: np.ndarray, dims: int) -> list[int]:
-    """The predicting levels for box sides (N, D) as the model sees them (see the module docstring)."""
-    levels = LEVELS[dims]
+def choose_strides(sides: np.ndarray, dims: int, levels: list[int]) -> list[int]:
+    """The predicting levels, among the backbone's `levels` (4, 8, ...), for box sides (N, D) as the model sees
+    them (see the module docstring)."""
     if len(sides) == 0:
         return list(levels[1:])
     small = float(np.quantile(sides.min(axis=1), 0.1))
     large = float(np.quantile(sides.max(axis=1), 0.95))
-    finest = levels.index(4 if small < FINE_SIDE[dims] else 8)
+    finest = min(len(levels) - 1, 0 if small < FINE_SIDE[dims] else 1)
     coarsest = next((i for i, s in enumerate(levels) if large / s <= 8), len(levels) - 1)
     coarsest = min(len(levels) - 1, max(coarsest, finest + 2))
     return list(levels[finest : coarsest + 1])

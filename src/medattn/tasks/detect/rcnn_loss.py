@@ -3,7 +3,8 @@
 Proposals: anchors with IoU >= 0.7 to a box are positive, < 0.3 negative, and each box's best anchors are positive
 too; RPN_SAMPLES anchors per image, at most half positive, learn objectness (binary cross-entropy) and the
 positives their offsets (smooth L1). Box head: the image's proposals plus its boxes, IoU >= 0.5 to a box are
-foreground, the rest background; ROI_SAMPLES per image, at most a quarter foreground, learn their class
+foreground, the rest background; ROI_SAMPLES per image (fewer in 3D, where a volume holds a few objects and
+sampling each region costs 8x more), at most a quarter foreground, learn their class
 (cross-entropy over K + 1) and the foreground their offsets (smooth L1, plus 1 - GIoU or DIoU of the boxes).
 """
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from medattn.layers.boxes import aligned_iou, box_iou
 
 RPN_SAMPLES, RPN_POSITIVE = 256, 0.5
-ROI_SAMPLES, ROI_POSITIVE = 512, 0.25
+ROI_SAMPLES, ROI_POSITIVE = {2: 256, 3: 128}, 0.25
 RPN_HIGH, RPN_LOW, ROI_FOREGROUND = 0.7, 0.3, 0.5
 SMOOTH_BETA = 1.0 / 9
 
@@ -75,7 +76,7 @@ def two_stage_loss(model, output, targets, *, device, box_kind: str) -> torch.Te
             overlap = torch.zeros(len(candidates), device=device)
             owner = torch.zeros(len(candidates), dtype=torch.long, device=device)
         foreground = (overlap >= ROI_FOREGROUND).long()
-        positive, negative = _sample(foreground, ROI_SAMPLES, ROI_POSITIVE, generator)
+        positive, negative = _sample(foreground, ROI_SAMPLES[model.spatial_dims], ROI_POSITIVE, generator)
         picked = torch.cat([positive, negative])
         regions.append(candidates[picked])
         classes = torch.full((len(picked),), model.num_classes, dtype=torch.long, device=device)  # background
