@@ -125,6 +125,14 @@ def test_train_evaluate_predict_in_2d_and_3d(model, dims, tmp_path):
         assert Path(predicted["files"][kind]).is_file()
     header = Path(predicted["files"]["csv"]).read_text().splitlines()[0]
     assert header.startswith("path,x1,y1," + ("x2,y2" if dims == 2 else "z1,x2,y2,z2") + ",label,score,world_x_min")
+    if dims == 2:  # a volume given to a 2D detector: slice by slice, boxes one slice thick
+        from tests.detection_sets import objects, write_picture
+
+        volume = write_picture(tmp_path / "volumes", "v", objects(1, 3)[0], layout="nifti")
+        row = invoke("predict", run, volume, "--slice-axis", "2", "--out-dir", tmp_path / "out", "--json")
+        assert row["predictions"][0]["slice_axis"] == 2
+        boxes = [b["box"] for b in row["predictions"][0]["boxes"]]
+        assert all(b["z2"] - b["z1"] == 1 for b in boxes)
 
 
 def test_resume_init_and_cross_validation(tmp_path):
@@ -192,3 +200,24 @@ def test_tiles_find_every_object_whole_and_once():
     assert len(tile_starts(130, 48, 28)) > 2
     found = detect_prepared(_Thresholder(), x, plan, device="cpu")
     assert sorted(found["boxes"].tolist()) == sorted([[float(v) for v in box] for box in truth])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["detect_anchorfree", "faster_rcnn"])
+def test_two_processes_train_a_detector(model, tmp_path):
+    """Under torchrun (DDP over gloo): each rank's boxes travel with its share of the batch, and the second stage
+    of Faster R-CNN, run in the loss, reduces its gradients like the rest."""
+    import os
+    import subprocess
+    import sys
+
+    data = csv_set(tmp_path / "set", n=16)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medattn"]
+    command += ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--config", str(_config(tmp_path, model))]
+    command += ["--epochs", "2"]
+    done = subprocess.run(
+        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["epochs_run"] == 2

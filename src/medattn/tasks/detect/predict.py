@@ -5,7 +5,8 @@ its class, score, pixel corners and world corners), `scan_boxes.csv` (the column
 read back as data, plus score and world corners) and `scan_boxes.png` (the image with its boxes; a slice mosaic
 for volumes). Pixel corners follow the CSV convention (sources.py): in 2D x along columns and y along rows; in 3D
 x, y, z along the array axes. World corners are the box's extent in RAS+ millimetres through the image's affine
-(pictures carry none: 1 mm per pixel). Existing files are never replaced without --overwrite.
+(pictures carry none: 1 mm per pixel). A 2D detector given a volume detects it slice by slice along the axis its
+card records (or `--slice-axis`), each box one slice thick. Existing files are never replaced without --overwrite.
 """
 
 from __future__ import annotations
@@ -68,6 +69,26 @@ def _csv_text(file: Path, rows: list[dict], dims: int) -> str:
     return buffer.getvalue()
 
 
+def slice_by_slice(members, image: np.ndarray, meta, *, where: str, device) -> tuple[int, dict]:
+    """(axis, boxes (N, 6) ...) of a 2D detector on a volume (C, X, Y, Z): every slice along the axis detected
+    alone (engine/inputs.py picks the axis), its boxes one slice thick."""
+    import torch
+
+    from medattn.tasks.detect.inference import detect_image
+
+    axis, views = members[0].spec.slices(image, meta)
+    plane = [a for a in range(3) if a != axis]
+    parts = []
+    for index, (cut, _) in enumerate(views):
+        found = detect_image(members, cut, where=f"{where} slice {index} of axis {axis}", device=device)
+        flat = found["boxes"]
+        boxes = torch.zeros(len(flat), 6)
+        boxes[:, plane + [3 + a for a in plane]] = flat
+        boxes[:, axis], boxes[:, 3 + axis] = float(index), float(index + 1)
+        parts.append({**found, "boxes": boxes})
+    return axis, {key: torch.cat([p[key] for p in parts]) for key in ("boxes", "scores", "labels")}
+
+
 def targets_of(file: Path, out_dir: Path) -> dict[str, Path]:
     from medattn.tasks.segment.sources import file_stem
 
@@ -95,11 +116,17 @@ def predict_boxes(run_dir, files: list[Path], *, out_dir: Path | None, overwrite
     predictions = []
     for file, target in zip(files, targets, strict=True):
         image, meta = read_image(file, series_uid=series)
-        dims = run.members[0].spec.spatial_dims
-        image = one_slice_as_2d(image) if dims == 2 else image
-        found = {k: v.numpy() for k, v in detect_image(run.members, image, where=str(file), device=device).items()}
+        spec = run.members[0].spec
+        image = one_slice_as_2d(image) if spec.spatial_dims == 2 else image
+        payload: dict = {"file": str(file), "shape": list(image.shape[1:]), "spacing_mm": list(meta.spacing)}
+        if spec.is_volume_for_slices(image):
+            payload["slice_axis"], found = slice_by_slice(run.members, image, meta, where=str(file), device=device)
+        else:
+            found = detect_image(run.members, image, where=str(file), device=device)
+        found = {k: v.numpy() for k, v in found.items()}
+        dims = found["boxes"].shape[1] // 2
         rows = rows_for(found, meta.affine, run.class_names)
-        payload = {"file": str(file), "shape": list(image.shape[1:]), "spacing_mm": list(meta.spacing), "boxes": rows}
+        payload["boxes"] = rows
         atomic_write_text(target["json"], json.dumps(payload, indent=2) + "\n")
         atomic_write_text(target["csv"], _csv_text(Path(file), rows, dims))
         overlay(image, found, run.class_names, target["png"])
