@@ -165,3 +165,20 @@ def test_options_for_boxes_are_refused_by_other_tasks(tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--drop-bad-boxes"])
     assert isinstance(result.exception, ConfigError)
     assert "means nothing to classification; it is used by detection" in str(result.exception)
+
+
+def test_gray_pictures_among_colour_ones_are_read_as_colour(tmp_path):
+    from PIL import Image
+
+    from medattn.config import RunConfig
+    from medattn.tasks import get_task
+
+    data = csv_set(tmp_path / "set", n=12)
+    for i in range(0, 12, 2):  # every other picture saved in colour, the same gray in each channel
+        path = tmp_path / "set" / "images" / f"case{i:02d}.png"
+        Image.open(path).convert("RGB").save(path)
+    config = RunConfig(task="detection")
+    config.data.path = str(data)
+    loaded = get_task("detection").load(config)
+    assert loaded.in_channels == 3
+    assert {x.shape[0] for x in loaded.extra["detection"].train_x} == {3}

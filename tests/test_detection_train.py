@@ -221,3 +221,22 @@ def test_two_processes_train_a_detector(model, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["training"]["epochs_run"] == 2
+
+
+def test_letterbox_keeps_the_aspect_and_boxes_scale_back(tmp_path):
+    from medattn.tasks.detect.plan import letterbox
+
+    x = torch.arange(48 * 64, dtype=torch.float32).reshape(1, 48, 64)
+    boxed, scale = letterbox(x, [32, 32])
+    assert scale == 0.5
+    assert tuple(boxed.shape) == (1, 32, 32)
+    assert bool((boxed[:, 24:] == boxed[:, :24].min()).all())  # the far rows: padding with the darkest value
+    data = csv_set(tmp_path / "set", n=12)
+    run = tmp_path / "run"
+    config = _config(tmp_path, "detect_anchorfree")
+    invoke("train", "--data", data, "--out", run, "--config", config, "--size", "32", "--epochs", "1", "--json")
+    card = json.loads((run / "model.json").read_text())
+    assert card["input"]["letterbox"]
+    assert card["input"]["size"] == [32, 32]
+    assert card["input"]["patch"] is None
+    assert invoke("evaluate", run, "--json")["n"] >= 1

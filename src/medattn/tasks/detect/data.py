@@ -72,6 +72,10 @@ def _read_all(items: list[Annotated], label: str, *, drop: bool) -> tuple[list, 
         dropped += lost
         loaded.append((image, meta))
     first = loaded[0][0] if loaded else None
+    channels = {image.shape[0] for image, _ in loaded}
+    if channels == {1, 3}:  # gray pictures among colour ones (a microscope's exports): gray in every channel
+        loaded = [(np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image, meta) for image, meta in loaded]
+        first = loaded[0][0]
     for (image, _), item in zip(loaded, items, strict=True):
         if image.shape[0] != first.shape[0] or image.ndim != first.ndim:
             raise DataError(

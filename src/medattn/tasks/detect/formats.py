@@ -2,7 +2,8 @@
 
 Each converts its boxes to pixel coordinates along the array axes (rows, columns): VOC's 1-based inclusive
 corners (xmin, ymin, xmax, ymax) give [ymin - 1, xmin - 1, ymax, xmax]; COCO's [x, y, width, height] gives
-[y, x, y + height, x + width]; YOLO's normalised centre and size are scaled by the image's own size.
+[y, x, y + height, x + width]; YOLO's normalised centre and size are scaled by the image's own size. VOC's
+`difficult` objects count as ordinary boxes (COCO-style scoring has no such flag).
 """
 
 from __future__ import annotations

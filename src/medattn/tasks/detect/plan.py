@@ -94,6 +94,8 @@ class DetectionPlan:
         times `scale` are boxes in x's pixels (1 in native mode)."""
         import torch
 
+        if self.channels == 3 and image.shape[0] == 1:  # a gray picture among colour ones: gray in every channel
+            image = np.repeat(image, 3, axis=0)
         image = self.spec().fit(image, where=where)
         unit = torch.from_numpy(np.ascontiguousarray(to_unit(image, self.intensity)))
         scale = 1.0
