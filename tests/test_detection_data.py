@@ -182,3 +182,34 @@ def test_gray_pictures_among_colour_ones_are_read_as_colour(tmp_path):
     loaded = get_task("detection").load(config)
     assert loaded.in_channels == 3
     assert {x.shape[0] for x in loaded.extra["detection"].train_x} == {3}
+
+
+def test_yolo_split_folders_polygons_and_voc_names_without_suffix(tmp_path):
+    import shutil
+
+    root = yolo_set(tmp_path / "flat", n=12)
+    export = tmp_path / "export"  # Roboflow's layout: train/ valid/ test/, each with images/ and labels/
+    for split, stems in (("train", range(0, 8)), ("valid", range(8, 10)), ("test", range(10, 12))):
+        for folder in ("images", "labels"):
+            (export / split / folder).mkdir(parents=True)
+        for i in stems:
+            shutil.copy(root / "images" / f"img{i:02d}.png", export / split / "images")
+            if (root / "labels" / f"img{i:02d}.txt").is_file():
+                shutil.copy(root / "labels" / f"img{i:02d}.txt", export / split / "labels")
+    (export / "data.yaml").write_text("names: [bright, dark]\nnc: 2\n")
+    label = export / "train" / "labels" / "img00.txt"
+    label.write_text(label.read_text() + "1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5\n")  # a polygon: 0.1-0.3 x 0.1-0.5
+    source = open_detection(export)
+    assert {k: len(v) for k, v in source.splits.items()} == {"train": 8, "val": 2, "test": 2}
+    first = next(i for i in source.splits["train"] if Path(i.image).stem == "img00")
+    np.testing.assert_allclose(first.boxes[-1], [4.8, 6.4, 24.0, 19.2], rtol=1e-5)  # rows 0.1-0.5 of 48, columns of 64
+    voc = voc_set(tmp_path / "voc", n=4)
+    xml = voc / "Annotations" / "img00.xml"
+    xml.write_text(xml.read_text().replace("<filename>img00.png</filename>", "<filename>img00</filename>"))
+    assert Path(open_detection(voc).splits["train"][0].image).name == "img00.png"
+
+
+def test_a_csv_box_without_a_label_names_its_line(tmp_path):
+    path = _write_csv(tmp_path, ["images/a.png,1,1,8,8,bright", "images/a.png,2,2,6,6,"])
+    with pytest.raises(DataError, match="boxes.csv line 3: a box without a label"):
+        open_detection(path)

@@ -75,8 +75,11 @@ def open_voc(root: Path, class_names: list[str] | None) -> DetectionSource:
     parsed = {}
     for xml in sorted((root / "Annotations").glob("*.xml")):
         filename, names, corners = _voc_objects(xml)
-        image = root / "JPEGImages" / filename if filename else pictures.get(xml.stem)
-        if image is None or not image.is_file():
+        named = root / "JPEGImages" / filename if filename else None
+        # the <filename> as written, else a picture of its stem (some sets drop the suffix), else the XML's stem
+        image = named if named is not None and named.is_file() else pictures.get(Path(filename or "").stem)
+        image = image or pictures.get(xml.stem)
+        if image is None:
             raise DataError(f"{xml}: its image {filename or xml.stem} is not in {root / 'JPEGImages'}")
         parsed[xml.stem] = (image, names, corners, str(xml))
     if not parsed:
@@ -106,10 +109,12 @@ def open_voc(root: Path, class_names: list[str] | None) -> DetectionSource:
 
 
 def _coco_image(root: Path, name: str) -> Path:
-    for candidate in (root / name, root / "images" / name):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{root}: image {name} is neither beside the JSON nor in images/")
+    """The file a COCO `file_name` names: beside the JSON, in images/ there, or one level up (annotations/ beside
+    the image folder, as COCO itself ships)."""
+    for folder in (root, root / "images", root.parent, root.parent / "images"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{root}: image {name} is not beside the JSON, in images/, nor one level up")
 
 
 def open_coco(path: Path, class_names: list[str] | None) -> DetectionSource:
@@ -145,12 +150,21 @@ def open_coco(path: Path, class_names: list[str] | None) -> DetectionSource:
 # -- YOLO -------------------------------------------------------------------------------------------------------
 
 
+YOLO_SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}  # folder name -> split
+
+
 def _yolo_dirs(root: Path) -> dict[str, tuple[Path, Path]]:
+    """{split: (images folder, labels folder)}: images/ and labels/ (ultralytics: with train/ val/ test/ inside),
+    or train/ valid/ test/ each holding images/ and labels/ (Roboflow's export)."""
     images, labels = root / "images", root / "labels"
-    if not (images.is_dir() and labels.is_dir()):
-        return {}
-    nested = {s: (images / s, labels / s) for s in SPLITS if (images / s).is_dir()}
-    return nested or {"train": (images, labels)}
+    if images.is_dir() and labels.is_dir():
+        nested = {YOLO_SPLITS[s]: (images / s, labels / s) for s in YOLO_SPLITS if (images / s).is_dir()}
+        return nested or {"train": (images, labels)}
+    return {
+        YOLO_SPLITS[s]: (root / s / "images", root / s / "labels")
+        for s in YOLO_SPLITS
+        if (root / s / "images").is_dir() and (root / s / "labels").is_dir()
+    }
 
 
 def is_yolo(path: Path) -> bool:
@@ -183,18 +197,24 @@ def _yolo_item(image: Path, label_file: Path, names: list[str]) -> Annotated:
         for number, line in enumerate(label_file.read_text().splitlines(), start=1):
             if line.strip():
                 try:
-                    rows.append([float(v) for v in line.split()[:5]] + [number])
+                    rows.append(([float(v) for v in line.split()], number))
                 except ValueError as error:
                     raise DataError(
                         f"{label_file} line {number}: expected 'class cx cy w h', found {line!r}"
                     ) from error
-    corners = [
-        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
-        for _, cx, cy, w, h, _ in rows
-    ]
-    ids = [int(c) for c, *_ in rows]
+    corners = []
+    for values, number in rows:
+        if len(values) == 5:
+            _, cx, cy, w, h = values
+            corners.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+        elif len(values) >= 7 and len(values) % 2 == 1:  # a polygon (YOLO's segment labels): its extent
+            xs, ys = np.asarray(values[1::2]) * width, np.asarray(values[2::2]) * height
+            corners.append([xs.min(), ys.min(), xs.max(), ys.max()])
+        else:
+            raise DataError(f"{label_file} line {number}: expected 'class cx cy w h' or a polygon, found {values}")
+    ids = [int(values[0]) for values, _ in rows]
     labelled = [names[i] if 0 <= i < len(names) else f"class id {i}" for i in ids]
-    origins = [f"{label_file} line {number}" for *_, number in rows]
+    origins = [f"{label_file} line {number}" for _, number in rows]
     return annotated(image, corners, labelled, names, str(label_file), origins)
 
 

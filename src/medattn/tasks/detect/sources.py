@@ -7,8 +7,9 @@ along the array's spatial axes, pixel i spanning [i, i + 1)). An image without b
 - Pascal VOC: a folder with `Annotations/*.xml` and `JPEGImages/`; `ImageSets/Main/{train,val,test}.txt` (or
   trainval.txt) are the official split (formats.py);
 - COCO: a JSON with images, annotations and categories (crowd regions are left out, with a note) (formats.py);
-- YOLO: a folder with `images/` and `labels/*.txt` (class cx cy w h, normalised), optionally one level of
-  train/val/test below each, and `classes.txt` or a data.yaml naming the classes (formats.py);
+- YOLO: a folder with `images/` and `labels/*.txt` (class cx cy w h, normalised; a polygon gives its extent),
+  optionally train/val/test below each (or train/ valid/ test/ each holding both), and `classes.txt` or a
+  data.yaml naming the classes (formats.py);
 - CSV: `path,x1,y1,x2,y2,label[,patient_id][,split]`, 3D with `z1,z2`; a row with empty box fields, or an image
   in no row, is a negative image (tables.py);
 - MONAI's detection JSON: `training` / `validation` / `test` lists of {image, box, label}; the box mode

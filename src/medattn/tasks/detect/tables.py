@@ -53,6 +53,8 @@ def open_csv(path: Path, class_names: list[str] | None) -> DetectionSource:
                 f"{path} lines {entry['row']['line']} and {row['line']}: {image} is given two splits or patients"
             )
         corners = _csv_row_box(row, columns, path)
+        if corners is not None and not row["label"]:
+            raise DataError(f"{path} line {row['line']}: a box without a label")
         if corners is not None:
             entry["corners"].append(corners)
             entry["names"].append(row["label"])
