@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench bench-segmentation bench-tools bench-explain clean
+.PHONY: setup demo test lint bench bench-segmentation bench-tools bench-explain bench-detection clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-segmentation: $(STAMP)
 
 bench-tools: $(STAMP)
 	$(BIN)/python benchmarks/tools.py
+
+bench-detection: $(STAMP)
+	$(BIN)/python benchmarks/detection.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

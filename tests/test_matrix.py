@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.detection_sets import detection_set
 from tests.matrix_sets import classification_set, regression_set, segmentation_set, write_file
 from tests.run_cli import invoke
 from typer.testing import CliRunner
@@ -22,13 +23,21 @@ TINY = {
     "classification": "model: {options: {widths: [8, 16], depths: [1, 1]}}\n",
     "segmentation": "model: {name: unet, options: {channels: [8, 16]}}\n",
     "regression": "model: {options: {widths: [8, 16], depths: [1, 1]}}\n",
+    "detection": "model: {options: {widths: [8, 16, 32], depths: [1, 1, 1], channels: 16, head_depth: 1}}\n",
 }
-BUILD = {"classification": classification_set, "segmentation": segmentation_set, "regression": regression_set}
+BUILD = {
+    "classification": classification_set,
+    "segmentation": segmentation_set,
+    "regression": regression_set,
+    "detection": detection_set,
+}
 LAYOUTS = {
     "classification": ("folders", "csv", "npz", "dicom"),
     "segmentation": ("folders", "csv", "msd", "dicom"),
     "regression": ("csv", "npz", "dicom"),
+    "detection": ("csv", "voc", "coco", "yolo", "monai", "dicom"),
 }
+PICTURES = ("voc", "coco", "yolo")  # 2D colour or gray pictures of 8 bits
 DTYPES = ("uint8", "int16", "float32", "float64", "mixed")
 DECLARED = {"int16": "ct"}  # the modality a user would declare for each type (the rest: MR)
 
@@ -42,7 +51,11 @@ def _cells():
                         continue  # one array holds one type
                     if layout == "dicom" and dtype not in ("uint8", "int16"):
                         continue  # DICOM stores integers (floats only in parametric maps)
+                    if (layout in PICTURES and (dims, dtype) != (2, "uint8")) or (layout == "monai" and dims == 2):
+                        continue  # picture formats hold 8-bit pictures; MONAI's detection JSON lists volumes
                     for modality in ("auto", "declared"):
+                        if task == "detection" and layout != "csv" and modality == "declared":
+                            continue  # box data: the CSV cells declare the modality for every stored type
                         yield pytest.param(
                             task, layout, dims, dtype, modality, id=f"{task}-{layout}-{dims}d-{dtype}-{modality}"
                         )
@@ -68,6 +81,8 @@ def test_cell_trains_evaluates_and_predicts(task, layout, dims, dtype, modality,
     args = ["train", "--data", data, "--out", tmp_path / "run", "--config", _config(tmp_path, task), "--json"]
     if declared != "auto" and layout != "msd":  # MSD declares it in dataset.json
         args += ["--modality", declared]
+    if layout == "monai":  # MONAI's detection JSON does not say how its boxes are written
+        args += ["--box-format", "xyzxyz", "--box-space", "voxel"]
     trained = invoke(*args)
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["model"]["spatial_dims"] == dims, "a 2D set stored as one-slice NIfTI is still 2D"

@@ -38,6 +38,25 @@ def commands(body: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def _lgg(work: Path, shared: Path) -> Path:
+    """The LGG folder's first 4 patients (images/, masks/, manifest.csv), for `data boxes` and short runs."""
+    import csv
+
+    source = shared / "lgg_mri"
+    with (source / "manifest.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    patients = sorted({r["patient_id"] for r in rows})[:4]
+    rows = [r for r in rows if r["patient_id"] in patients]
+    target = work / "lgg4"
+    for folder in ("images", "masks"):
+        (target / folder).mkdir(parents=True)
+        for row in rows:
+            (target / folder / row["file"]).symlink_to(source / folder / row["file"])
+    lines = ["file,patient_id", *(f"{r['file']},{r['patient_id']}" for r in rows)]
+    (target / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return target
+
+
 def _hippocampus(work: Path, shared: Path) -> Path:
     """dataset.json listing 12 real Hippocampus cases (absolute paths), for a one-epoch run."""
     source = json.loads((shared / "msd_hippocampus" / "dataset.json").read_text())
@@ -99,12 +118,21 @@ def work(tmp_path_factory, shared_data: Path) -> dict:
     from medattn.tasks.regress.phantom import save_burden_npz
 
     save_burden_npz(work / "burden.npz", n_train=24, n_val=8, n_test=8, size=16)
+    from tests.detection_sets import coco_set, monai_set, voc_set, yolo_set
+
+    voc_set(work / "voc_folder")
+    yolo_set(work / "yolo_folder")
+    shutil.copy(coco_set(work / "_coco"), work / "coco.json")
+    (work / "images").symlink_to(work / "_coco" / "images")  # COCO names its images relative to the JSON
+    shutil.copy(monai_set(work / "_nodules", box_format="cccwhd", box_space="world_lps"), work / "nodules.json")
+    (work / "nodules.json").write_text((work / "nodules.json").read_text().replace("images/", "_nodules/images/"))
     pneumonia = save_medmnist_npz(work / "_pneumonia.npz", n_train=32, n_val=8, n_test=8)
     run("train", "--data", pneumonia, "--out", work / "runs" / "pneumonia", "--epochs", "1")
     substitutions = {
         "scan.dcm": "scan.dcm",
         "breast.npz": "../shared/data/medmnist/breastmnist.npz",
         "../shared/data/msd_hippocampus/dataset.json": str(_hippocampus(work, shared_data)),
+        "../shared/data/lgg_mri": str(_lgg(work, shared_data)),
     }
     return {"path": work, "substitutions": substitutions}
 

@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 
 _SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
+_DROP_HELP = "box data: drop bad boxes (no area, outside the image, unknown class) with a count instead of failing"
+_FORMAT_HELP = "MONAI box JSON: how its boxes are written, xyzxyz (corners) | cccwhd (centre, size)"
+_SPACE_HELP = "MONAI box JSON: voxel | world (RAS+ mm) | world_lps (LPS mm, as ITK writes)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
@@ -112,6 +115,9 @@ def train(
     loss: str = typer.Option(None, "--loss", help="the task's loss (default: the task's own; errors list the others)"),
     sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced (each class drawn equally often)"),
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
+    drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
+    box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
+    box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -160,6 +166,9 @@ def train(
             "data.augment": augment,
             "data.modality": modality,
             "data.series": series,
+            "data.drop_bad_boxes": drop_bad_boxes,
+            "data.box_format": box_format,
+            "data.box_space": box_space,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -416,6 +425,8 @@ def data_inspect(
     path: str = typer.Argument(..., help="a dataset of any task (see `medattn train --help`)"),
     task: str = typer.Option(None, "--task", help="the task (default: recognised from the data)"),
     labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
+    box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
+    box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -425,11 +436,45 @@ def data_inspect(
     from medattn.tasks.base import check_fields
 
     config = RunConfig(task=task)
-    config.data.path, config.data.labels = path, labels
-    chosen = task_for_config(RunConfig.from_dict(config.to_dict()))
+    _apply(
+        config, {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
+    )
+    config = RunConfig.from_dict(config.to_dict())
+    chosen = task_for_config(config)
     check_fields(config, chosen)
-    report = chosen.inspect(path, labels=labels, progress=lambda items: track(items, "reading the data"))
+    report = chosen.inspect(config, progress=lambda items: track(items, "reading the data"))
     _emit(report, as_json, chosen.print_inspect)
+
+
+@data_app.command("boxes")
+def data_boxes(
+    masks: str = typer.Option(
+        ...,
+        "--masks",
+        help="label masks: a folder with images/ and masks/, an MSD dataset.json, a CSV image,mask",
+    ),
+    out: Path = typer.Option(..., "--out", help="the box CSV to write: path,x1,y1,x2,y2,label[,patient_id][,split]"),
+    min_size: int = typer.Option(1, "--min-size", help="pieces smaller than this many pixels (voxels) are dropped"),
+    connectivity: str = typer.Option("faces", "--connectivity", help="faces (4- / 6-connected) | full (8 / 26)"),
+    class_names: str = typer.Option(None, "--class-names", help="names of labels 1, 2, ... (default: the data's)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Boxes around the connected pieces of every label of a segmentation set's masks: a box CSV to train on."""
+    from medattn.tasks.detect.from_masks import write_mask_boxes
+
+    names = _targets(class_names)
+    summary = write_mask_boxes(
+        masks, out, min_size=min_size, connectivity=connectivity, class_names=names, overwrite=force
+    )
+    _emit(
+        summary,
+        as_json,
+        lambda r: print(
+            f"{sum(r['boxes'].values())} boxes ({r['boxes']}) in {r['images']} images "
+            f"({r['images_without_boxes']} without any) written to {r['out']}"
+        ),
+    )
 
 
 tune_app = typer.Typer(no_args_is_help=True, help="Cross-validate by patient, and search hyperparameters.")
@@ -448,6 +493,9 @@ def tune_cv(
     labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
     targets: str = typer.Option(None, "--targets", help="CSV column(s) of continuous targets, e.g. age or a,b"),
     modality: str = typer.Option(None, "--modality", help="the intensity recipe (see `medattn train --help`)"),
+    drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
+    box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
+    box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     seed: int = typer.Option(None, "--seed"),
@@ -479,6 +527,9 @@ def tune_cv(
         "data.labels": labels,
         "data.targets": _targets(targets),
         "data.modality": modality,
+        "data.drop_bad_boxes": drop_bad_boxes,
+        "data.box_format": box_format,
+        "data.box_space": box_space,
         "model.name": model,
         "train.epochs": epochs,
         "train.seed": seed,

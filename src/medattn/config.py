@@ -21,6 +21,8 @@ from medattn.errors import ConfigError
 LABEL_TYPES = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
 SAMPLERS = ("shuffle", "balanced")
+BOX_FORMATS = ("xyzxyz", "cccwhd")  # MONAI detection JSON: corners, or centre and size
+BOX_SPACES = ("voxel", "world", "world_lps")  # voxel indices, RAS+ mm (nibabel), LPS mm (ITK, DICOM)
 
 
 def default_augment() -> list[dict[str, Any]]:
@@ -55,6 +57,11 @@ class DataConfig:
     # DICOM folders holding several series: the one to read, by SeriesInstanceUID or SeriesDescription (e.g.
     # "T2 FLAIR" picks that sequence in every study folder); evaluate and predict default to it too
     series: str | None = None
+    # box data: bad boxes (no area, outside the image, an unknown class) are dropped with a count instead of
+    # refused; MONAI detection JSON states its boxes' format (xyzxyz | cccwhd) and space (voxel | world | world_lps)
+    drop_bad_boxes: bool = False
+    box_format: str | None = None
+    box_space: str | None = None
 
 
 @dataclass
@@ -106,6 +113,8 @@ class RunConfig:
             (self.data.labels, (None, *LABEL_TYPES), "data.labels"),
             (self.train.schedule, SCHEDULES, "train.schedule"),
             (self.train.sampler, (None, *SAMPLERS), "train.sampler"),
+            (self.data.box_format, (None, *BOX_FORMATS), "data.box_format"),
+            (self.data.box_space, (None, *BOX_SPACES), "data.box_space"),
         ]
         for value, allowed, key in checks:
             if value not in allowed:

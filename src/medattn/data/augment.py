@@ -16,6 +16,8 @@ Built-in operations (all keys optional except name):
 - noise:     prob, std (in standardised units)
 - intensity: prob, scale (fraction), shift (standardised units)
 - speckle:   prob, std (multiplicative noise about the darkest value, as in ultrasound)
+- mosaic:    prob (boxes only: tiles of several images with their boxes in one training input; the detection
+             task's box-aware augmentation runs it, with flip and affine moving the boxes too)
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ BUILTIN = {
     "noise": {"prob", "std"},
     "intensity": {"prob", "scale", "shift"},
     "speckle": {"prob", "std"},
+    "mosaic": {"prob"},
 }
+BOXES_ONLY = ("mosaic",)  # operations that need boxes to follow the pixels
 
 
 def check_spec(spec: dict[str, Any]) -> str:
@@ -85,6 +89,9 @@ class Augment:
 
         self.specs = [dict(s) for s in specs]
         self.names = [check_spec(s) for s in self.specs]
+        for name in self.names:
+            if name in BOXES_ONLY:
+                raise ConfigError(f"data.augment {name}: combines images with their boxes; only box data takes it")
         self.spatial_dims = spatial_dims
         self.generator = torch.Generator().manual_seed(seed)
         self.monai = {

@@ -72,6 +72,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
         from medattn.engine.distill import distilling
 
         loss_fn = distilling(task, config, data, student=model, loss_fn=loss_fn, device=device)
+    ema = ema_model(model, train_cfg.ema)  # copied before any forward: a model may keep tensors of its last one
     batch = min(train_cfg.batch_size, len(train_set))
     if device.type == "cpu":  # memory known before work starts: a smaller automatic batch, or a refusal
         batch = _batch_that_fits(model, train_set, data, config, batch, user_batch, device, quiet)
@@ -82,7 +83,6 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     scheduler = build_schedule(
         optimizer, name=train_cfg.schedule, lr=train_cfg.lr, total_steps=steps * train_cfg.epochs
     )
-    ema = ema_model(model, train_cfg.ema)
     order = torch.Generator().manual_seed(train_cfg.seed)
     generators = {"order": order, **train_set.generators}
     scaler = grad_scaler(device, train_cfg.amp)

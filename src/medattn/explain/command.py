@@ -50,8 +50,13 @@ def run_explain(
     if region not in ("predicted", "mask"):
         raise ConfigError(f"--region {region!r}: predicted | mask")
     methods = parse_methods(method)
-    run = load_run(run_dir)
     task = task_for_run(run_dir)
+    if not task.explains:
+        raise ConfigError(
+            f"{run_dir} is a {task.name} run: explain's maps explain one class score, output or region, which its "
+            "outputs are not; medattn predict and medattn report show its results"
+        )
+    run = load_run(run_dir)
     explainer = Explainer(run, methods, layer=layer, target=target, region=region)
     cases = file_cases(files) if files else task.explain_cases(Path(run_dir), data=data, split=split)
     cases = islice(cases, limit) if limit else cases

@@ -6,8 +6,10 @@ Importing this package registers every family; build models with `create_model(n
 from torch import nn
 
 from medattn.models import (  # noqa: F401  (each registers its models)
+    anchorfree,
     classic,
     cnn,
+    faster_rcnn,
     hybrid,
     inception,
     mobile,

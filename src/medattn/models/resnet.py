@@ -109,6 +109,42 @@ class BottleneckBlock(nn.Module):
 BLOCKS = {"basic": ResidualBlock, "bottleneck": BottleneckBlock}
 
 
+def residual_stages(
+    in_channels: int,
+    widths: Sequence[int],
+    depths: Sequence[int],
+    *,
+    spatial_dims: int,
+    first_stride: int,
+    kernel_size: int = 3,
+    norm: str,
+    attention: str,
+    reduction: int,
+    block: str = "basic",
+) -> list[nn.Sequential]:
+    """One stage of residual blocks (`block`: basic or bottleneck) per width; each stage's first block halves the
+    grid (the first stage's strides by `first_stride`)."""
+    unit = BLOCKS[check_choice("block", block, tuple(BLOCKS))]
+    stages, channels = [], in_channels
+    for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+        blocks = [
+            unit(
+                channels if index_in_stage == 0 else width,
+                width,
+                spatial_dims=spatial_dims,
+                stride=(2 if index > 0 else first_stride) if index_in_stage == 0 else 1,
+                kernel_size=kernel_size,
+                norm=norm,
+                attention=attention,
+                reduction=reduction,
+            )
+            for index_in_stage in range(depth)
+        ]
+        stages.append(nn.Sequential(*blocks))
+        channels = width
+    return stages
+
+
 class ResNet(Classifier):
     """Stem -> stages of residual blocks (stage 0 at stride 1, later stages halve the grid) -> head.
 
@@ -135,7 +171,7 @@ class ResNet(Classifier):
     ) -> None:
         super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes)
         check_lengths(widths=widths, depths=depths)
-        unit = BLOCKS[check_choice("block", block, tuple(BLOCKS))]
+        check_choice("block", block, tuple(BLOCKS))
         check_choice("attention", attention, ATTENTIONS)
         stem_width = widths[0] // 4 if block == "bottleneck" else widths[0]  # ResNet-50: 64 in, 256 out
         stem: list[nn.Module] = [
@@ -151,24 +187,19 @@ class ResNet(Classifier):
         if stem_pool:
             stem.append(max_pool_type(spatial_dims)(3, stride=2, padding=1))
         self.stem = nn.Sequential(*stem)
-        stages = []
-        channels = stem_width
-        for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
-            blocks = [
-                unit(
-                    channels if block == 0 else width,
-                    width,
-                    spatial_dims=spatial_dims,
-                    stride=2 if index > 0 and block == 0 else 1,
-                    kernel_size=kernel_size,
-                    norm=norm,
-                    attention=attention,
-                    reduction=reduction,
-                )
-                for block in range(depth)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            channels = width
+        stages = residual_stages(
+            stem_width,
+            widths,
+            depths,
+            spatial_dims=spatial_dims,
+            first_stride=1,
+            kernel_size=kernel_size,
+            norm=norm,
+            attention=attention,
+            reduction=reduction,
+            block=block,
+        )
+        channels = widths[-1]
         self.stages = nn.Sequential(*stages)
         self.feature_channels = channels
         self.head = ClassifierHead(channels, num_classes, spatial_dims=spatial_dims, dropout=dropout)

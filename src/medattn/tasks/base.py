@@ -41,6 +41,9 @@ OPTIONAL_FIELDS = {
     "train.foreground_fraction": None,
     "train.mixup": 0.0,
     "train.cutmix": 0.0,
+    "data.drop_bad_boxes": False,
+    "data.box_format": None,
+    "data.box_space": None,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -50,6 +53,9 @@ FLAGS = {
     "data.patch": "--patch",
     "train.sampler": "--sampler",
     "train.threshold": "--threshold",
+    "data.drop_bad_boxes": "--drop-bad-boxes",
+    "data.box_format": "--box-format",
+    "data.box_space": "--box-space",
 }
 
 
@@ -116,6 +122,7 @@ class Task(ABC):
     summary_keys: ClassVar[tuple[str, ...]] = ()
     predict_options: ClassVar[frozenset[str]] = frozenset()  # of tta, out_dir, overwrite
     has_demo: ClassVar[bool] = False  # `demo` writes phantom data and returns a config
+    explains: ClassVar[bool] = True  # `medattn explain`'s maps apply (a class score, an output or a region)
     recognition_order: ClassVar[int] = 50  # lower asks first: the most specific data layouts before catch-alls
     legacy_names: ClassVar[tuple[str, ...]] = ()  # label types older configs and cards gave as the task
 
@@ -219,6 +226,12 @@ class Task(ABC):
         best_value = best["scores"].get(metric, math.nan)
         return f"val {metric} {scores.get(metric, math.nan):.3f} (best {best_value:.3f})"
 
+    def output_shape(self, model, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of model(x) for an input x of `x_shape` (B, C, *S): (B, K) for a vector per image, (B, K, *S)
+        for dense tasks."""
+        batch, spatial = x_shape[0], tuple(x_shape[2:])
+        return (batch, model.num_classes, *spatial) if self.dense else (batch, model.num_classes)
+
     @abstractmethod
     def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
         """The task's part of model.json: class names, the input specification, training data summary."""
@@ -248,8 +261,9 @@ class Task(ABC):
         """`predict`'s results for a person, a line or more per file."""
 
     @abstractmethod
-    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
-        """`data inspect`: counts, sizes, spacing, intensities and leakage checks of a data set."""
+    def inspect(self, config: RunConfig, *, progress=iter) -> dict:
+        """`data inspect` of config.data.path (read with the config's data options): counts, sizes, spacing,
+        intensities and leakage checks of a data set."""
 
     @abstractmethod
     def print_inspect(self, report: dict) -> None:
@@ -313,6 +327,17 @@ def _tasks_using(key: str) -> Iterable[Task]:
     from medattn.tasks import all_tasks
 
     return [t for t in all_tasks() if key in t.fields]
+
+
+def listed_fold_source(source: Any, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str) -> Any:
+    """`Task.fold_source` for a source whose splits are lists of items (cases, annotated images): train from the
+    pooled items at `train`, val from those at `held_out`, test as it was."""
+    from dataclasses import replace
+
+    splits = {"train": [pool.items[i] for i in train], "val": [pool.items[i] for i in held_out]}
+    if "test" in source.splits:
+        splits["test"] = source.splits["test"]
+    return replace(source, splits=splits, notes=[*source.notes, note])
 
 
 def auto_epochs(total: int, per_epoch: int, *, low: int, high: int) -> int:

@@ -65,8 +65,9 @@ def write_report(run_dir: str | Path, *, data: str | None = None, split: str = "
     if curves:
         sections.append(Section("Training curves", curves))
     sections += task.report_sections(run_dir, data=data, split=split)
-    with tempfile.TemporaryDirectory() as work:
-        sections.append(gallery(run_dir, data=data, split=split, work=Path(work)))
+    if task.explains:  # a gallery of test cases with their maps
+        with tempfile.TemporaryDirectory() as work:
+            sections.append(gallery(run_dir, data=data, split=split, work=Path(work)))
     target = run_dir / "report.html"
     atomic_write_text(target, page(f"medattn report: {run_dir.name}", sections))
     return target

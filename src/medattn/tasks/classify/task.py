@@ -195,11 +195,11 @@ class ClassificationTask(ImageTask):
             probs = ", ".join(f"{k} {v:.3f}" for k, v in row["probabilities"].items())
             print(f"{row['file']}: {row['class']} ({probs})")
 
-    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
+    def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.classify.inspect import inspect_source
         from medattn.tasks.classify.sources import open_source
 
-        return inspect_source(open_source(path, labels=labels), progress=progress)
+        return inspect_source(open_source(config.data.path, labels=config.data.labels), progress=progress)
 
     def print_inspect(self, report: dict) -> None:
         from medattn.tasks.classify.inspect import print_inspect

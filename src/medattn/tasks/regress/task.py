@@ -154,10 +154,10 @@ class RegressionTask(ImageTask):
             values = ", ".join(f"{k} {v:.4g}" for k, v in row["values"].items())
             print(f"{row['file']}: {values}")
 
-    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
+    def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.regress.report import inspect_targets
 
-        return inspect_targets(path)
+        return inspect_targets(config.data.path)
 
     def print_inspect(self, report: dict) -> None:
         print(f"{report['path']} ({report['kind']}, {report['task']}): targets {', '.join(report['target_names'])}")

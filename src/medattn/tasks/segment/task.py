@@ -17,7 +17,7 @@ import numpy as np
 from medattn.config import RunConfig
 from medattn.errors import ConfigError
 from medattn.registry import TASKS
-from medattn.tasks.base import Pool, Task, TaskData, auto_epochs
+from medattn.tasks.base import Pool, Task, TaskData, auto_epochs, listed_fold_source
 
 SEGMENTATION_MODEL = "attention_unet"
 SEGMENTATION_BATCH = {2: 16, 3: 2}
@@ -169,10 +169,10 @@ class SegmentationTask(Task):
 
         print_masks(payload)
 
-    def inspect(self, path: str, *, labels: str | None, progress=iter) -> dict:
+    def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.segment.inspect import inspect_segmentation
 
-        return inspect_segmentation(path, progress=progress)
+        return inspect_segmentation(config.data.path, progress=progress)
 
     def print_inspect(self, report: dict) -> None:
         from medattn.tasks.segment.inspect import print_inspect
@@ -203,12 +203,7 @@ class SegmentationTask(Task):
         return Pool(len(cases), None, groups, items=cases, unit="cases")
 
     def fold_source(self, source, pool: Pool, train: np.ndarray, held_out: np.ndarray, note: str):
-        from dataclasses import replace
-
-        splits = {"train": [pool.items[i] for i in train], "val": [pool.items[i] for i in held_out]}
-        if "test" in source.splits:
-            splits["test"] = source.splits["test"]
-        return replace(source, splits=splits, notes=[*source.notes, note])
+        return listed_fold_source(source, pool, train, held_out, note)
 
     def score_fold(self, run: Path, source) -> dict:
         from medattn.tasks.segment.report import score_cases
