@@ -70,7 +70,7 @@ def _hippocampus(work: Path, shared: Path) -> Path:
     return target
 
 
-def _lgg(work: Path, shared: Path) -> None:
+def _lgg_csv(work: Path, shared: Path) -> None:
     """lgg.csv: 6 real lgg_mri patients' slices, labelled by whether the tumour mask has pixels, with the mask."""
     import csv
 
@@ -102,7 +102,7 @@ def work(tmp_path_factory, shared_data: Path) -> dict:
 
     Image.fromarray(item(1, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "image.png")
     Image.fromarray(item(2, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "scan.png")
-    _lgg(work, shared_data)
+    _lgg_csv(work, shared_data)
     hippocampus = sorted((shared_data / "msd_hippocampus" / "imagesTr").glob("*.nii.gz"))[0]
     shutil.copy(hippocampus, work / "case.nii.gz")
     for name in ("folder_or_manifest", "skewed", "scans", "manifest"):
