@@ -17,6 +17,7 @@ validation included) and inference seconds per image. Writes results/detection.j
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -29,7 +30,7 @@ DATA = ROOT.parent / "shared" / "data"
 SETS = ("crowded", "lgg", "hippocampus")
 MODELS = ("detect_anchorfree", "faster_rcnn")
 CROWDED_IMAGES = 300
-LGG_MIN_SIZE = 10  # pixels: FLAIR masks carry specks of a few pixels that no reader would box
+MIN_SIZE = 10  # pixels (voxels): the masks carry specks of a few pixels that no reader would box
 NAMES = {"lgg": ["abnormality"], "hippocampus": None}
 
 
@@ -44,7 +45,7 @@ def data_for(name: str, work: Path) -> Path:
     out = work / f"{name}_boxes.csv"
     if not out.is_file():
         masks = DATA / "lgg_mri" if name == "lgg" else DATA / "msd_hippocampus" / "dataset.json"
-        write_mask_boxes(masks, out, min_size=LGG_MIN_SIZE if name == "lgg" else 1, class_names=NAMES[name])
+        write_mask_boxes(masks, out, min_size=MIN_SIZE, class_names=NAMES[name])
     return out
 
 
@@ -57,18 +58,23 @@ def train_and_score(data: Path, model: str, run: Path, *, seed: int) -> dict:
     config = RunConfig(task="detection")
     config.data.path, config.model.name, config.train.seed = str(data), model, seed
     timing = run / "benchmark-timing.json"
-    if not timing.is_file():  # a finished run is reused
-        run = prepare_run_dir(run, resume=False, force=True)
+    if not timing.is_file():  # a finished run is reused; a killed one resumes from its checkpoint
+        resumed = (run / "checkpoint" / "last.pt").is_file()
         started = time.perf_counter()
-        fit(config, run)
+        fit(config, run if resumed else prepare_run_dir(run, resume=False, force=True), resume=resumed)
         minutes = (time.perf_counter() - started) / 60
+        if resumed:  # the first part's wall clock is lost: the epochs' own seconds (validation left out)
+            with (run / "history.csv").open(newline="") as handle:
+                minutes = sum(float(row["seconds"]) for row in csv.DictReader(handle)) / 60
         started = time.perf_counter()
         test = get_task("detection").evaluate(run, data=None, split="test", tta=False)
         seconds = (time.perf_counter() - started) / test["n"]
-        timing.write_text(json.dumps({"train_minutes": minutes, "seconds_per_image": seconds}) + "\n")
+        payload = {"train_minutes": minutes, "seconds_per_image": seconds, "resumed": resumed}
+        timing.write_text(json.dumps(payload) + "\n")
     card = json.loads((run / "model.json").read_text())
     test = json.loads((run / "metrics.json").read_text())["test"]
-    minutes, seconds = json.loads(timing.read_text()).values()
+    timed = json.loads(timing.read_text())
+    minutes, seconds = timed["train_minutes"], timed["seconds_per_image"]
     keys = ("map50", "map", "map50_ci", "map_ci", "ap50_per_class", "ar100", "froc", "froc_ci", "n", "n_boxes")
     return {
         "model": model,
@@ -78,6 +84,7 @@ def train_and_score(data: Path, model: str, run: Path, *, seed: int) -> dict:
         "epochs": card["training"]["epochs_run"],
         "best_epoch": card["training"]["best_epoch"],
         "train_minutes": round(minutes, 2),
+        "resumed_after_a_kill": timed.get("resumed", False),
         "seconds_per_image": round(seconds, 3),
         **{k: test[k] for k in keys if k in test},
     }

@@ -271,3 +271,23 @@ def test_report_shows_metrics_and_boxes_and_explain_says_why_not(tmp_path):
     result = CliRunner().invoke(app, ["explain", str(run), "--data", str(data)])
     assert isinstance(result.exception, ConfigError)
     assert "is a detection run" in str(result.exception)
+
+
+def test_levels_and_geometry_follow_the_training_boxes():
+    from medattn.tasks.detect.plan import choose_geometry, choose_strides
+
+    levels = [4, 8, 16, 32]
+    cells = np.full((50, 2), 12.0)  # 12-px objects: a stride-8 cell would hold several
+    lesions = np.full((50, 2), 30.0)
+    organs = np.full((50, 2), 200.0)
+    assert choose_strides(cells, 2, levels) == [4, 8, 16]
+    assert choose_strides(lesions, 2, levels) == [8, 16, 32]
+    assert choose_strides(np.concatenate([cells, organs]), 2, levels) == [4, 8, 16, 32]
+    assert choose_strides(np.full((9, 3), 10.0), 3, [4, 8, 16]) == [4, 8, 16]
+    smear = choose_geometry([(480, 640)] * 3, np.concatenate([cells, lesions]))
+    assert (smear["patch"], smear["window"]) == ([256, 256], [480, 640])  # patches, whole-image inference
+    small = choose_geometry([(120, 100), (128, 128)], lesions)
+    assert small["patch"] == [128, 128]  # small pictures train whole
+    photos = choose_geometry([(375, 500), (500, 375), (480, 640)], organs)
+    assert photos["patch"] is None
+    assert photos["size"] == [480, 512]  # large objects in pictures of many sizes: letterboxed to one size

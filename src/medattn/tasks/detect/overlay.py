@@ -1,8 +1,9 @@
 """A picture of the boxes found: the image with each box outlined in its class's colour, with its score.
 
-2D images are drawn as they are (channels beyond three: the first); a volume becomes a mosaic of up to SLICES
-slices along its last axis, spread over the stretch its boxes span (the whole volume when there are none), each
-with the outlines of the boxes that cross it.
+2D images are drawn as they are (8-bit pictures unchanged, other types between their 1st and 99th percentiles;
+channels beyond three: the first); a volume becomes a mosaic of up to SLICES slices along its last axis, spread
+over the stretch its boxes span (the whole volume when there are none), each with the outlines of the boxes that
+cross it. Class names and scores are written beside the boxes when there are at most LABELLED of them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import numpy as np
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]  # fmt: skip
 SLICES = 12
+LABELLED = 40
 
 
 def _display(plane: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 from (C, H, W): each channel between its 1st and 99th percentiles."""
     channels = plane[:3] if plane.shape[0] == 3 else plane[:1]
+    if channels.dtype == np.uint8:
+        picture = channels.transpose(1, 2, 0)
+        return np.ascontiguousarray(np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture)
     out = []
     for channel in channels.astype(np.float64):
         low, high = np.percentile(channel, [1, 99])
@@ -37,7 +42,7 @@ def _draw(picture: np.ndarray, boxes, labels, scores, class_names):
         r0, c0, r1, c1 = (float(v) for v in box)
         colour = COLOURS[int(label) % len(COLOURS)]
         pen.rectangle([c0, r0, max(c0, c1 - 1), max(r0, r1 - 1)], outline=colour)
-        if picture.shape[0] >= 64:
+        if picture.shape[0] >= 64 and len(boxes) <= LABELLED:
             pen.text((c0 + 1, max(0, r0 - 10)), f"{class_names[int(label)]} {score:.2f}", fill=colour)
     return np.asarray(image)
 

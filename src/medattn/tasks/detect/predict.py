@@ -5,7 +5,8 @@ its class, score, pixel corners and world corners), `scan_boxes.csv` (the column
 read back as data, plus score and world corners) and `scan_boxes.png` (the image with its boxes; a slice mosaic
 for volumes). Pixel corners follow the CSV convention (sources.py): in 2D x along columns and y along rows; in 3D
 x, y, z along the array axes. World corners are the box's extent in RAS+ millimetres through the image's affine
-(pictures carry none: 1 mm per pixel). A 2D detector given a volume detects it slice by slice along the axis its
+(pictures carry none: 1 mm per pixel). Boxes scoring under SCORE_THRESHOLD are left out (evaluate scores every
+box down to 0.05, as AP needs). A 2D detector given a volume detects it slice by slice along the axis its
 card records (or `--slice-axis`), each box one slice thick. Existing files are never replaced without --overwrite.
 """
 
@@ -22,6 +23,7 @@ from medattn.errors import DataError, RunDirError
 from medattn.tasks.detect.sources import CSV_BOX_COLUMNS, file_corners
 
 OUTPUTS = ("json", "csv", "png")
+SCORE_THRESHOLD = 0.25  # the boxes predict reports, as YOLO's predict does
 
 
 def world_corners(boxes: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -123,8 +125,10 @@ def predict_boxes(run_dir, files: list[Path], *, out_dir: Path | None, overwrite
             payload["slice_axis"], found = slice_by_slice(run.members, image, meta, where=str(file), device=device)
         else:
             found = detect_image(run.members, image, where=str(file), device=device)
-        found = {k: v.numpy() for k, v in found.items()}
+        kept = found["scores"] >= SCORE_THRESHOLD
+        found = {k: v[kept].numpy() for k, v in found.items()}
         dims = found["boxes"].shape[1] // 2
+        payload["score_threshold"] = SCORE_THRESHOLD
         rows = rows_for(found, meta.affine, run.class_names)
         payload["boxes"] = rows
         atomic_write_text(target["json"], json.dumps(payload, indent=2) + "\n")
