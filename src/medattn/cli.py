@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 
 _SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesInstanceUID or SeriesDescription)"
+_TIME_HELP = "minutes of training, validation included: the first epoch is timed and the epochs that fit are kept"
 _DROP_HELP = "box data: drop bad boxes (no area, outside the image, unknown class) with a count instead of failing"
 _FORMAT_HELP = "MONAI box JSON: how its boxes are written, xyzxyz (corners) | cccwhd (centre, size)"
 _SPACE_HELP = "MONAI box JSON: voxel | world (RAS+ mm) | world_lps (LPS mm, as ITK writes)"
@@ -92,6 +93,7 @@ def train(
     task: str = typer.Option(None, "--task", help="the task (default: recognised from the data); see `medattn tasks`"),
     model: str = typer.Option(None, "--model", help="registered model name (see `medattn models`)"),
     epochs: int = typer.Option(None, "--epochs"),
+    time_limit: float = typer.Option(None, "--time-limit", help=_TIME_HELP),
     init: str = typer.Option(None, "--init", help="a finished run to start from (all layers but the head)"),
     teacher: str = typer.Option(
         None, "--teacher", help="a finished run to distil: its softened outputs join the labels in the loss"
@@ -158,6 +160,7 @@ def train(
             "train.distill_temperature": temperature,
             "train.distill_alpha": alpha,
             "train.epochs": epochs,
+            "train.time_limit": time_limit,
             "train.seed": seed,
             "train.batch_size": batch_size,
             "train.lr": lr,
@@ -498,6 +501,7 @@ def tune_cv(
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
+    time_limit: float = typer.Option(None, "--time-limit", help=_TIME_HELP + " (per fold)"),
     seed: int = typer.Option(None, "--seed"),
     batch_size: int = typer.Option(None, "--batch-size"),
     size: str = typer.Option(None, "--size", help="whole-image input size, e.g. 64 or 64,64 or 32,64,64"),
@@ -532,6 +536,7 @@ def tune_cv(
         "data.box_space": box_space,
         "model.name": model,
         "train.epochs": epochs,
+        "train.time_limit": time_limit,
         "train.seed": seed,
         "train.batch_size": batch_size,
         "train.device": device,

@@ -7,6 +7,7 @@ evaluated as code.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -85,6 +86,7 @@ class TrainConfig:
     # the best epoch is chosen on validation by this metric, never on test (None: the task's default)
     select_metric: str | None = None
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    time_limit: float = 0.0  # minutes of training (validation included); the epochs that fit; 0 = off
     sampler: str | None = None  # classification: shuffle | balanced (each class drawn equally often)
     threshold: str | None = None  # binary: a number, "youden", or "sensitivity=0.9" (tuned on val); None: 0.5
     amp: bool = True  # mixed precision where the device supports it (CUDA)
@@ -130,6 +132,10 @@ class RunConfig:
         check_augment(self.data.augment)
         if self.train.mixup < 0 or self.train.cutmix < 0:
             raise ConfigError("train.mixup and train.cutmix are Beta alphas: 0 (off) or positive")
+        if not math.isfinite(self.train.time_limit) or self.train.time_limit < 0:
+            raise ConfigError(
+                f"train.time_limit is minutes of training: 0 (none) or positive, got {self.train.time_limit}"
+            )
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         check_slice_axis(self.data.slice_axis, "data.slice_axis")

@@ -15,6 +15,7 @@ from pathlib import Path
 from medattn.config import RunConfig, save_config
 from medattn.engine import checkpoint as ckpt
 from medattn.engine import distributed
+from medattn.engine.budget import TimeBudget, replanned_schedule
 from medattn.engine.device import autocast, grad_scaler, use_threads
 from medattn.engine.optim import build_optimizer, build_schedule, ema_model
 from medattn.engine.step import end_epoch, optimizer_step, write_history
@@ -100,6 +101,9 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
 
     evaluated = ema.module if ema is not None else model
     stale = sum(1 for row in history if row["epoch"] > best["epoch"])
+    budget = None
+    if train_cfg.time_limit:
+        budget = TimeBudget(train_cfg.time_limit, spent_before=sum(float(row["seconds"]) for row in history))
     rate_column = f"{task.item}_per_second"
     with distributed.main_bar() as progress:
         bar = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
@@ -138,6 +142,16 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             stop = False
             if distributed.is_main():  # rank 0 validates and writes; the others wait for its verdict below
                 scores = task.validate(evaluated, data, loss_fn=loss_fn, device=device, amp=train_cfg.amp)
+            if budget is not None and epoch == start == 0:  # re-planned before the first checkpoint holds the plan
+                first = distributed.broadcast(budget.elapsed())
+                epochs = budget.epochs_that_fit(train_cfg.epochs, first)
+                if epochs < train_cfg.epochs:
+                    scheduler = _replan(
+                        config, run, data, optimizer, steps=steps, epochs=epochs, first=first, quiet=quiet
+                    )
+                    checkpointed["scheduler"] = scheduler
+                    progress.update(bar, total=steps * epochs)
+            if distributed.is_main():
                 history.append(
                     {
                         "epoch": epoch,
@@ -163,19 +177,49 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                 progress.update(
                     bar, status=f"epoch {epoch + 1} {task.progress_text(scores, best)}, best epoch {best['epoch'] + 1}"
                 )
-                stop = bool(train_cfg.patience) and stale >= train_cfg.patience
-                if stop:
-                    message = (
-                        f"early stop after epoch {epoch + 1} of {train_cfg.epochs}: no gain in "
-                        f"{train_cfg.select_metric} for {stale} epochs (train.patience {train_cfg.patience})"
+                if train_cfg.patience and stale >= train_cfg.patience:
+                    stop, message = (
+                        True,
+                        (
+                            f"early stop after epoch {epoch + 1} of {train_cfg.epochs}: no gain in "
+                            f"{train_cfg.select_metric} for {stale} epochs (train.patience {train_cfg.patience})"
+                        ),
                     )
+                elif budget and epoch + 1 < train_cfg.epochs and budget.one_more_overruns(epoch + 1 - start):
+                    stop, message = (
+                        True,
+                        (
+                            f"stopped after epoch {epoch + 1} of {train_cfg.epochs}: one more would pass "
+                            f"train.time_limit ({train_cfg.time_limit:g} min; epochs ran slower than the first)"
+                        ),
+                    )
+                if stop:
                     data.notes.append(message)
                     if not quiet:
                         console().print(message)
-            if distributed.broadcast(stop):
+            if distributed.broadcast(stop) or epoch + 1 >= train_cfg.epochs:  # the plan may have shortened
                 break
     return distributed.on_main(
         lambda: _finish(task, config, run, data, model=evaluated, best=best, history=history, device=device)
+    )
+
+
+def _replan(config: RunConfig, run: Path, data, optimizer, *, steps: int, epochs: int, first: float, quiet: bool):
+    """Fewer epochs to fit train.time_limit: the schedule rebuilt for them, past the first epoch's steps, and
+    config.yaml rewritten so that a resume rebuilds the same plan."""
+    train_cfg = config.train
+    note = (
+        f"train.time_limit {train_cfg.time_limit:g} min: the first epoch took {first:.0f} s (validation included), "
+        f"so {epochs} of the {train_cfg.epochs} planned epochs, the schedule shortened to match"
+    )
+    train_cfg.epochs = epochs
+    if distributed.is_main():
+        save_config(config, run / "config.yaml")
+    data.notes.append(note)
+    if not quiet:
+        console().print(note)
+    return replanned_schedule(
+        optimizer, name=train_cfg.schedule, lr=train_cfg.lr, steps_per_epoch=steps, epochs=epochs, done=steps
     )
 
 
