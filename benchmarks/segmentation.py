@@ -64,7 +64,7 @@ def train_and_score(config, run: Path) -> dict:
     }
 
 
-def hippocampus(seed: int, *, epochs: int, work: Path, model: str | None = None) -> dict:
+def hippocampus(seed: int, *, epochs: int, work: Path, model: str | None = None, minutes: float = 0.0) -> dict:
     from medattn.config import RunConfig
 
     config = RunConfig()
@@ -72,7 +72,7 @@ def hippocampus(seed: int, *, epochs: int, work: Path, model: str | None = None)
     config.task = "segmentation"
     config.model.name = model  # None: the task's default
     config.data.test_fraction, config.data.val_fraction = 0.2, 0.1
-    config.train.seed, config.train.epochs = seed, epochs
+    config.train.seed, config.train.epochs, config.train.time_limit = seed, epochs, minutes
     return {"seed": seed, **train_and_score(config, work / f"hippocampus-{seed}")}
 
 
@@ -104,14 +104,14 @@ def isbi_folds(folds: int, *, seed: int, work: Path) -> list[Path]:
     return manifests
 
 
-def isbi(model: str, manifest: Path, *, fold: int, epochs: int, work: Path) -> dict:
+def isbi(model: str, manifest: Path, *, fold: int, epochs: int, work: Path, minutes: float = 0.0) -> dict:
     from medattn.config import RunConfig
 
     config = RunConfig()
     config.data.path = str(manifest)
     config.task = "segmentation"
     config.model.name = model
-    config.train.epochs = epochs
+    config.train.epochs, config.train.time_limit = epochs, minutes
     return {"fold": fold, **train_and_score(config, work / f"isbi-{model}-{fold}")}
 
 
