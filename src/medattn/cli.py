@@ -22,6 +22,9 @@ _SERIES_HELP = "DICOM folders holding several series: the one to read (SeriesIns
 _DROP_HELP = "box data: drop bad boxes (no area, outside the image, unknown class) with a count instead of failing"
 _FORMAT_HELP = "MONAI box JSON: how its boxes are written, xyzxyz (corners) | cccwhd (centre, size)"
 _SPACE_HELP = "MONAI box JSON: voxel | world (RAS+ mm) | world_lps (LPS mm, as ITK writes)"
+_CHANNELS_HELP = "one multi-channel set translated: the {} channels, e.g. {}"
+_DEGRADE_HELP = "pairs from single images: noise=0.05 (denoising) or downsample=2 (super-resolution)"
+_RANGE_HELP = "the data range PSNR and SSIM use (default: the training targets' max - min as stored)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
@@ -118,6 +121,10 @@ def train(
     drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    source_channels: str = typer.Option(None, "--source-channels", help=_CHANNELS_HELP.format("input", "0,2")),
+    target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
+    degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
+    target_range: float = typer.Option(None, "--range", help=_RANGE_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -169,6 +176,10 @@ def train(
             "data.drop_bad_boxes": drop_bad_boxes,
             "data.box_format": box_format,
             "data.box_space": box_space,
+            "data.source_channels": _parse_size(source_channels, repeat=False),
+            "data.target_channels": _parse_size(target_channels, repeat=False),
+            "data.degrade": degrade,
+            "data.target_range": target_range,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -202,7 +213,9 @@ def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError as error:
-        raise ConfigError(f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch)") from error
+        raise ConfigError(
+            f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch, --source-channels, --target-channels)"
+        ) from error
     return sizes * 2 if len(sizes) == 1 and repeat else sizes
 
 
