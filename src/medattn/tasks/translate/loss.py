@@ -78,6 +78,7 @@ class TranslationLoss:
         d_loss = self._discriminator_loss(d_real, d_fake)
         d_loss.backward()
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(False)  # the generator's step must not train the discriminator
         g_adv = self._generator_loss(self.discriminator(source, fake))
         return loss + g_adv

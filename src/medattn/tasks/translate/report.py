@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.errors import DataError
-from medattn.runs import record_metrics
+from medattn.runs import read_json, record_metrics
 
 FIGURE_CASES = 6
 BASELINES = ("mean_image", "intensity_mapping")
@@ -137,7 +137,10 @@ def report_sections(run_dir: Path, *, data: str | None, split: str) -> list:
     from medattn.explain.report.figures import file_uri, img
     from medattn.explain.report.page import Section, table
 
-    metrics = evaluate_run(run_dir, data=data, split=split, tta=False)
+    recorded = Path(run_dir) / "metrics.json"
+    metrics = read_json(recorded).get(split) if recorded.is_file() and data is None else None
+    if metrics is None or not Path(metrics.get("figure", "")).is_file():  # `evaluate` has not just scored it
+        metrics = evaluate_run(run_dir, data=data, split=split, tta=False)
     body = table(metric_rows(metrics), ("", "metric", "value", "95% CI"))
     caption = " | ".join(metrics["figure_columns"])
     body += img(file_uri(Path(metrics["figure"])), caption) + f"<p>columns: {caption}</p>"

@@ -144,9 +144,13 @@ def _open_npz(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, list[Pair]],
             array = {"source": np.concatenate(arrays), "target": None}
             labels, patients = np.asarray(splits_of), None
         else:
-            array = {k: _channel_first(npz[k], f"{path} [{k}]") for k in keys}
+            # the first key holds the sources ("source", or "images" of a set whose channels are picked)
+            array = {
+                role: _channel_first(npz[k], f"{path} [{k}]")
+                for role, k in zip(("source", "target"), keys, strict=False)
+            }
             array.setdefault("target", None)
-            count = len(array[keys[0]])
+            count = len(array["source"])
             labels = npz["split"].astype(str) if "split" in present else np.full(count, "train")
             patients = npz["patient_id"].astype(str) if "patient_id" in present else None
     count = len(array["source"])

@@ -28,7 +28,7 @@ BATCH = {2: 8, 3: 2}
 # Epochs show the model about AUTO_PIXELS patch pixels in all (the 2D default, pix2pix on 64-128 px slices,
 # trains in well under 20 minutes on 2 CPU cores for a few thousand slices), within [low, high].
 AUTO_PIXELS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 60_000_000, 4, 200
-VAL_IMAGES = {2: 48, 3: 8}  # validation images scored each epoch (evenly spaced); evaluate scores all
+VAL_IMAGES = {2: 32, 3: 8}  # validation images scored each epoch (evenly spaced); evaluate scores all
 GRID_IMAGES = 4  # rows of the per-epoch validation picture
 
 
