@@ -152,3 +152,24 @@ def test_3d_volumes_from_nifti_folders_predict_on_the_input_grid(tmp_path):
     assert written.shape == (16, 16, 16)
     np.testing.assert_allclose(written.affine, affine)
     assert (tmp_path / "out" / "v00_side_by_side.png").is_file()
+
+
+def test_degraded_single_images_train_and_an_l1_model_refuses_a_gan_loss(tmp_path):
+    from medattn.errors import ConfigError
+    from medattn.tasks import get_task
+
+    source, _ = make_pairs(n=16, size=24, seed=2)
+    (tmp_path / "scans").mkdir()
+    for i, image in enumerate(source[:, 0]):
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "scans" / f"s{i:02d}.png")
+    run = prepare_run_dir(tmp_path / "denoise", resume=False, force=False)
+    fit(_config(tmp_path / "scans", model="unet_l1", epochs=1, degrade="noise=0.1"), run, quiet=True)
+    card = load_config(run / "config.yaml")
+    assert card.data.degrade == "noise=0.1"
+    report = invoke("data", "inspect", tmp_path / "scans", "--task", "translation", "--degrade", "noise=0.1", "--json")
+    assert report["task"] == "translation"
+    assert sum(report["splits"].values()) == 16
+    config = _config(tmp_path / "scans", model="unet_l1", degrade="noise=0.1")
+    config.train.loss = "hinge"
+    with pytest.raises(ConfigError, match="L1 alone"):
+        get_task("translation").check(config)

@@ -440,6 +440,9 @@ def data_inspect(
     labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    source_channels: str = typer.Option(None, "--source-channels", help=_CHANNELS_HELP.format("input", "0,2")),
+    target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
+    degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -449,9 +452,11 @@ def data_inspect(
     from medattn.tasks.base import check_fields
 
     config = RunConfig(task=task)
-    _apply(
-        config, {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
-    )
+    given = {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
+    given["data.source_channels"] = _parse_size(source_channels, repeat=False)
+    given["data.target_channels"] = _parse_size(target_channels, repeat=False)
+    given["data.degrade"] = degrade
+    _apply(config, given)
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)
     check_fields(config, chosen)

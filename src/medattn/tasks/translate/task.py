@@ -113,16 +113,20 @@ class TranslationTask(Task):
         pixels = len(train_set) * math.prod(data.extra["translation"].patch)
         return auto_epochs(AUTO_PIXELS, pixels, low=AUTO_EPOCHS_MIN, high=AUTO_EPOCHS_MAX)
 
-    def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:
+    def check(self, config: RunConfig) -> None:
         from medattn.models.translation import ADVERSARIAL
         from medattn.tasks.translate.loss import ADVERSARIAL_LOSSES
 
-        config = super().resolve(config, data, train_set)
-        if config.train.loss in ADVERSARIAL_LOSSES and config.model.name not in ADVERSARIAL:
+        super().check(config)
+        model = config.model.name or DEFAULT_MODEL
+        if config.train.loss in ADVERSARIAL_LOSSES and model not in ADVERSARIAL:
             raise ConfigError(
-                f"train.loss {config.train.loss!r} trains against a discriminator; {config.model.name} is trained "
-                f"on L1 alone (--loss l1), or use {', '.join(sorted(ADVERSARIAL))}"
+                f"train.loss {config.train.loss!r} trains against a discriminator; {model} is trained on L1 alone "
+                f"(--loss l1), or use {', '.join(sorted(ADVERSARIAL))}"
             )
+
+    def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:
+        config = super().resolve(config, data, train_set)
         config.data.patch = list(data.extra["translation"].patch)
         return config
 
