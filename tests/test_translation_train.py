@@ -134,6 +134,14 @@ def test_cli_train_evaluate_and_predict_2d(pairs, tmp_path):
     assert written.shape[:2] == (40, 40)
     assert np.isfinite(written.get_fdata()).all()
     assert Image.open(payload["predictions"][0]["picture"]).size[0] > 80  # source and prediction side by side
+    cv = tmp_path / "cv"
+    folds = invoke(
+        "tune", "cv", "--data", pairs, "--folds", "2", "--epochs", "1", "--config", config, "--out", cv, "--json"
+    )
+    assert {"psnr", "ssim"} <= set(folds["mean"])
+    ensemble = invoke("evaluate", cv, "--json")
+    assert ensemble["ensemble"]["members"] == 2
+    assert np.isfinite(ensemble["psnr"])
 
 
 def test_3d_volumes_from_nifti_folders_predict_on_the_input_grid(tmp_path):

@@ -47,14 +47,13 @@ def predict_files(
     run_dir, files: list[Path], *, out_dir: Path | None, overwrite: bool, series: str | None = None
 ) -> dict:
     from medattn.data.readers import one_slice_as_2d, read_image, write_image
-    from medattn.engine.loaded import load_run
-    from medattn.tasks.translate.data import TargetScale
     from medattn.tasks.translate.figures import case_row, mosaic, write_png
-    from medattn.tasks.translate.inference import translate
+    from medattn.tasks.translate.inference import target_scale, translate_stored
+    from medattn.tune.ensemble import load_ensemble
 
-    run = load_run(run_dir)
-    card = run.card
-    scale = TargetScale.from_card({k: v for k, v in card["target"].items() if k != "channels"})
+    run = load_ensemble(run_dir)
+    first = run.members[0]
+    card, scale = first.card, target_scale(first.card)
     out_dir = Path(out_dir) if out_dir is not None else run.path / "predictions"
     paths = [output_paths(Path(f), out_dir) for f in files]
     if len({p for p, _ in paths}) != len(paths):
@@ -67,9 +66,8 @@ def predict_files(
     for file, (target, picture) in zip(files, paths, strict=True):
         raw, meta = read_image(file, series_uid=series)
         grid = raw.shape[1:]
-        image = source_channels(one_slice_as_2d(raw) if run.spec.spatial_dims == 2 else raw, card, str(file))
-        x = run.spec.prepare(image, meta, where=str(file))
-        pred = scale.inverse(translate(run.model, x, patch=card["input"]["patch"])).double().numpy()  # (Ct, *S)
+        image = source_channels(one_slice_as_2d(raw) if first.spec.spatial_dims == 2 else raw, card, str(file))
+        pred = translate_stored(run.members, image, meta, where=str(file))  # (Ct, *S)
         stored = _stored(pred, scale.dtype)
         write_image(target, stored.reshape(stored.shape[0], *grid), meta)
         write_png(picture, mosaic([case_row(image, [pred], low=scale.low, high=scale.high)]))

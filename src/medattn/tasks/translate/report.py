@@ -34,29 +34,30 @@ def open_like_training(run, data: str | None):
 
 
 def score_split(run_dir, source, split: str, *, ci: bool = False, figure: Path | None = None) -> dict:
-    """{"model": summary, "baselines": {name: summary}, "data_range": ...} over the split's pairs."""
-    from medattn.engine.loaded import load_run
+    """{"model": summary, "baselines": {name: summary}, "data_range": ...} over the split's pairs, for a run or
+    the mean of a fold ensemble's members (the baselines are the first member's)."""
     from medattn.progress import track
     from medattn.tasks.translate.baselines import baseline_predictions, load_baselines
-    from medattn.tasks.translate.data import TargetScale, read_pair
-    from medattn.tasks.translate.inference import translate
+    from medattn.tasks.translate.data import read_pair
+    from medattn.tasks.translate.inference import target_scale, translate_stored
     from medattn.tasks.translate.metrics import image_scores, summarise
+    from medattn.tune.ensemble import load_ensemble
 
-    run = load_run(run_dir) if isinstance(run_dir, str | Path) else run_dir
+    run = load_ensemble(run_dir) if isinstance(run_dir, str | Path) else run_dir
     if split not in source.splits:
         raise DataError(f"{source.path}: no {split!r} split (found: {', '.join(source.splits)})")
-    scale = TargetScale.from_card({k: v for k, v in run.card["target"].items() if k != "channels"})
-    baselines, spec, patch = load_baselines(run.path), run.spec, run.card["input"]["patch"]
+    first = run.members[0]
+    scale, baselines = target_scale(first.card), load_baselines(first.path)
     pairs = source.splits[split]
     shown = set(np.linspace(0, len(pairs) - 1, min(len(pairs), FIGURE_CASES)).round().astype(int).tolist())
     rows: dict[str, list] = {"model": [], **{name: [] for name in BASELINES}}
     subjects, cases = [], []
     for i, pair in enumerate(track(pairs, f"translating the {split} split")):
         raw, target, meta, where = read_pair(source, pair)
-        x = spec.prepare(raw, meta, where=where)
         truth = np.asarray(target, dtype=np.float64)
-        predictions = {"model": translate(run.model, x, patch=patch), **baseline_predictions(baselines, x)}
-        stored = {name: scale.inverse(p).double().numpy() for name, p in predictions.items()}
+        stored = {"model": translate_stored(run.members, raw, meta, where=where)}
+        trivial = baseline_predictions(baselines, first.spec.prepare(raw, meta, where=where))
+        stored.update({name: scale.inverse(p).double().numpy() for name, p in trivial.items()})
         for name, image in stored.items():
             rows[name].append(image_scores(image, truth, data_range=scale.data_range))
         subjects.append(pair.patient_id or pair.name)
@@ -76,12 +77,12 @@ def score_split(run_dir, source, split: str, *, ci: bool = False, figure: Path |
 
 
 def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool) -> dict:
-    from medattn.engine.loaded import load_run
     from medattn.errors import ConfigError
+    from medattn.tune.ensemble import load_ensemble
 
     if tta:
         raise ConfigError("--tta: translation has no test-time augmentation (a flipped anatomy is another image)")
-    run = load_run(run_dir)
+    run = load_ensemble(run_dir)
     source = open_like_training(run, data)
     scored = score_split(run, source, split, ci=True, figure=run.path / f"translation-{split}.png")
     model = scored["model"]
@@ -97,6 +98,8 @@ def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool) -> dict:
         "figure": scored["figure"],
         "figure_columns": ["source", "target", "model", *BASELINES],
     }
+    if len(run.members) > 1:
+        metrics["ensemble"] = {"members": len(run.members), "combine": "mean of member translations"}
     return record_metrics(run.path, split, metrics)
 
 
