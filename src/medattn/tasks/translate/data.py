@@ -3,8 +3,8 @@
 prediction), the target standardised per channel with the training targets' mean and standard deviation (a
 linear map, so predictions go back to the target's stored intensities exactly), and the training patch.
 
-The patch is each axis's median size, capped at MAX_PATCH (2D) or MAX_PATCH_3D and rounded down to a multiple
-of 16 (four U-Net levels halve it three times); images smaller than it are padded when cropped.
+The patch is each axis's median size, capped at MAX_PATCH (per dimension) and rounded down to a multiple of 16
+(four U-Net levels halve it three times); images smaller than it are padded when cropped.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ from medattn.tasks.base import Pool, Task, TaskData, auto_epochs, listed_fold_so
 DEFAULT_MODEL = "pix2pix"
 DEFAULT_OPTIONS = {2: {}, 3: {"channels": [8, 16, 32, 64], "embed_dim": 32}}
 BATCH = {2: 8, 3: 2}
-# Epochs show the model about AUTO_PIXELS patch pixels in all (the 2D default, pix2pix on 64-128 px slices,
-# trains in well under 20 minutes on 2 CPU cores for a few thousand slices), within [low, high].
+# Epochs show the model about AUTO_PIXELS patch pixels in all (about 15,000 patches of 64 x 64), within [low, high]:
+# on LGG's 1,626 training slices that is 10 epochs, 12 minutes for unet_l1 and 15-22 for pix2pix on one shared core
+# of this CPU (benchmarks/generation.py); a few hundred slices get more epochs of the same total.
 AUTO_PIXELS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 60_000_000, 4, 200
 VAL_IMAGES = {2: 32, 3: 8}  # validation images scored each epoch (evenly spaced); evaluate scores all
 GRID_IMAGES = 4  # rows of the per-epoch validation picture
