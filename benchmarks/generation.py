@@ -7,8 +7,8 @@ baselines, with the default recipe.
 - lgg_flair: LGG brain MRI (65 patients, 128 x 128 slices; channels T1-pre, FLAIR, T1-post), T1-pre + T1-post
   to FLAIR (`--source-channels 0,2 --target-channels 1`), split by patient (70/15/15, seeded);
 - lgg_t1post: the same slices, T1-pre to T1-post (`--source-channels 0 --target-channels 2`);
-- hippocampus_sr: MSD Task04 volumes, 2x super-resolution (`--degrade downsample=2`), the 3D sanity check
-  (unet_l1 only).
+- hippocampus_sr: MSD Task04 volumes stored as 8-bit, 2x super-resolution (`--degrade downsample=2`), the 3D
+  sanity check (unet_l1 only).
 Each run: `train` with the default recipe and only `--model` changed, then `evaluate` on the test split: PSNR,
 SSIM and MAE (whole image and foreground) averaged over patients with 95% bootstrap intervals, beside the mean
 training image and a global intensity mapping of the source (fitted on the training split). A killed run resumes
@@ -36,14 +36,29 @@ EXPERIMENTS = {
         "models": ["pix2pix", "unet_l1"],
     },
     "lgg_t1post": {"data": "lgg_mri", "source_channels": [0], "target_channels": [2], "models": ["pix2pix", "unet_l1"]},
-    "hippocampus_sr": {"data": "msd_hippocampus/imagesTr", "degrade": "downsample=2", "models": ["unet_l1"]},
+    "hippocampus_sr": {"data": "hippocampus_8bit.csv", "degrade": "downsample=2", "models": ["unet_l1"]},
 }
 TITLES = {
     "lgg_flair": "LGG: T1-pre + T1-post to FLAIR",
     "lgg_t1post": "LGG: T1-pre to T1-post",
-    "hippocampus_sr": "Hippocampus (3D): 2x super-resolution",
+    "hippocampus_sr": "Hippocampus 8-bit volumes (3D): 2x super-resolution",
 }
 KEYS = ("psnr", "ssim", "mae", "psnr_foreground", "ssim_foreground")
+
+
+def eight_bit_volumes(work: Path) -> Path:
+    """A CSV (`path`) of the Hippocampus volumes stored as uint8. The set mixes uint8 (0-255) and float32 volumes
+    (up to 1.7 million): translation standardises targets with one training mean and spread and scores on one data
+    range, which needs one intensity scale."""
+    import nibabel as nib
+
+    out = work / "hippocampus_8bit.csv"
+    if not out.is_file():
+        files = sorted((DATA / "msd_hippocampus" / "imagesTr").glob("*.nii.gz"))
+        kept = [f for f in files if nib.load(f).get_data_dtype() == "uint8"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("path\n" + "".join(f"{f}\n" for f in kept))
+    return out
 
 
 def train_and_score(name: str, model: str, run: Path, *, seed: int, epochs: int) -> dict:
@@ -52,7 +67,8 @@ def train_and_score(name: str, model: str, run: Path, *, seed: int, epochs: int)
 
     spec = EXPERIMENTS[name]
     config = RunConfig(task="translation")
-    config.data.path, config.model.name, config.train.seed = str(DATA / spec["data"]), model, seed
+    data = eight_bit_volumes(run.parent) if spec["data"].endswith(".csv") else DATA / spec["data"]
+    config.data.path, config.model.name, config.train.seed = str(data), model, seed
     config.data.source_channels, config.data.target_channels = spec.get("source_channels"), spec.get("target_channels")
     config.data.degrade, config.train.epochs = spec.get("degrade"), epochs
     task = get_task("translation")
@@ -102,7 +118,7 @@ def markdown(results: dict) -> str:
             )
     notes = [
         "",
-        "Intensities as stored (8-bit for LGG: data range 255; the volumes' own range for Hippocampus); foreground:",
+        "Intensities as stored (8-bit: data range the training targets' max - min, 255 for LGG); foreground:",
         "target above its minimum + 1% of the range. Means over patients (slices averaged per patient first).",
         "Figures: results/generation_translation_<experiment>.png (source, target, model, mean image, mapping).",
     ]
