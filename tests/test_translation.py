@@ -185,3 +185,17 @@ def test_small_patches_get_a_shallower_discriminator():
     assert discriminator_layers([16, 16, 16], 3) == 2
     loss = _loss("hinge", patch=(16, 16))
     assert loss.discriminator(torch.zeros(1, 2, 16, 16), torch.zeros(1, 1, 16, 16)).shape[-1] >= 1
+
+
+def test_targets_of_very_different_scales_are_noted(tmp_path):
+    from medattn.tasks.translate.data import load_translation_data
+
+    rng = np.random.default_rng(4)
+    target = rng.uniform(0, 1, (12, 1, 16, 16)).astype(np.float32)
+    target[::2] *= 10_000  # half the images stored on another scale
+    np.savez(tmp_path / "mixed.npz", source=target, target=target, split=np.array(["train"] * 8 + ["val"] * 4))
+    config = RunConfig(task="translation")
+    config.data.path = str(tmp_path / "mixed.npz")
+    source = open_pairs(config.data.path)
+    loaded = load_translation_data(config, source)
+    assert any("different intensity scales" in note for note in loaded.notes)

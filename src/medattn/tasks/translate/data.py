@@ -21,6 +21,7 @@ from medattn.tasks.translate.sources import Pair, PairSource
 
 MAX_PATCH = {2: 64, 3: 64}  # 2D: four times cheaper than 128, and a 70x70 discriminator still fits
 MULTIPLE = 16
+SCALE_SPREAD = 50  # training targets whose peaks differ more than this are noted as of different scales
 
 
 def read_pair(source: PairSource, pair: Pair) -> tuple[np.ndarray, np.ndarray, object, str]:
@@ -173,6 +174,13 @@ def load_translation_data(config: RunConfig, source: PairSource, *, progress=ite
     intensity = fit_standardisation(torch.cat([u.flatten() for u in units]), intensity)
     targets = np.concatenate([y.reshape(out_channels, -1).astype(np.float64) for _, _, y in loaded["train"]], axis=1)
     low, high = float(targets.min()), float(targets.max())
+    notes = list(source.notes)
+    peaks = [float(np.abs(y).max()) for _, _, y in loaded["train"]]
+    if min(peaks) > 0 and max(peaks) / min(peaks) > SCALE_SPREAD:
+        notes.append(
+            f"training targets peak between {min(peaks):.4g} and {max(peaks):.4g}: one standardisation and one data "
+            "range fit images of such different intensity scales poorly; translate sets that share one scale"
+        )
     if high <= low:
         raise DataError(f"{source.path}: every training target holds one value ({low}): nothing to learn")
     given = config.data.target_range
@@ -209,5 +217,5 @@ def load_translation_data(config: RunConfig, source: PairSource, *, progress=ite
         val_names=[name for name, _, _ in loaded["val"]],
         source_dtype=stored,
         source_spacing=spacing,
-        notes=list(source.notes),
+        notes=notes,
     )
