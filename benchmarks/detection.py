@@ -17,13 +17,11 @@ validation included) and inference seconds per image. Writes results/detection.j
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-import time
 from pathlib import Path
 
-from common import write_results
+from common import timed_fit, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -51,29 +49,14 @@ def data_for(name: str, work: Path) -> Path:
 
 def train_and_score(data: Path, model: str, run: Path, *, seed: int) -> dict:
     from medattn.config import RunConfig
-    from medattn.engine.trainer import fit
-    from medattn.runs import prepare_run_dir
     from medattn.tasks import get_task
 
     config = RunConfig(task="detection")
     config.data.path, config.model.name, config.train.seed = str(data), model, seed
-    timing = run / "benchmark-timing.json"
-    if not timing.is_file():  # a finished run is reused; a killed one resumes from its checkpoint
-        resumed = (run / "checkpoint" / "last.pt").is_file()
-        started = time.perf_counter()
-        fit(config, run if resumed else prepare_run_dir(run, resume=False, force=True), resume=resumed)
-        minutes = (time.perf_counter() - started) / 60
-        if resumed:  # the first part's wall clock is lost: the epochs' own seconds (validation left out)
-            with (run / "history.csv").open(newline="") as handle:
-                minutes = sum(float(row["seconds"]) for row in csv.DictReader(handle)) / 60
-        started = time.perf_counter()
-        test = get_task("detection").evaluate(run, data=None, split="test", tta=False)
-        seconds = (time.perf_counter() - started) / test["n"]
-        payload = {"train_minutes": minutes, "seconds_per_image": seconds, "resumed": resumed}
-        timing.write_text(json.dumps(payload) + "\n")
+    task = get_task("detection")
+    timed = timed_fit(config, run, lambda r: task.evaluate(r, data=None, split="test", tta=False))
     card = json.loads((run / "model.json").read_text())
     test = json.loads((run / "metrics.json").read_text())["test"]
-    timed = json.loads(timing.read_text())
     minutes, seconds = timed["train_minutes"], timed["seconds_per_image"]
     keys = ("map50", "map", "map50_ci", "map_ci", "ap50_per_class", "ar100", "froc", "froc_ci", "n", "n_boxes")
     return {

@@ -22,7 +22,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         ("train: {epoch: 3}", "epoch"),
         ("modle: {name: cnn}", "modle"),
         ("train: {schedule: linear}", "train.schedule"),
-        ("train: {loss: hinge}", "train.loss"),
+        ("train: {loss: wasserstein}", "train.loss"),
         ("data: {labels: regression}", "data.labels"),
         ("train: [1, 2]", "expected a mapping"),
     ],

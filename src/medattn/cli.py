@@ -23,6 +23,9 @@ _TIME_HELP = "minutes of training, validation included: the first epoch is timed
 _DROP_HELP = "box data: drop bad boxes (no area, outside the image, unknown class) with a count instead of failing"
 _FORMAT_HELP = "MONAI box JSON: how its boxes are written, xyzxyz (corners) | cccwhd (centre, size)"
 _SPACE_HELP = "MONAI box JSON: voxel | world (RAS+ mm) | world_lps (LPS mm, as ITK writes)"
+_CHANNELS_HELP = "one multi-channel set translated: the {} channels, e.g. {}"
+_DEGRADE_HELP = "pairs from single images: noise=0.05 (denoising) or downsample=2 (super-resolution)"
+_RANGE_HELP = "the data range PSNR and SSIM use (default: the training targets' max - min as stored)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
@@ -120,6 +123,10 @@ def train(
     drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    source_channels: str = typer.Option(None, "--source-channels", help=_CHANNELS_HELP.format("input", "0,2")),
+    target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
+    degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
+    target_range: float = typer.Option(None, "--range", help=_RANGE_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -172,6 +179,10 @@ def train(
             "data.drop_bad_boxes": drop_bad_boxes,
             "data.box_format": box_format,
             "data.box_space": box_space,
+            "data.source_channels": _parse_size(source_channels, repeat=False),
+            "data.target_channels": _parse_size(target_channels, repeat=False),
+            "data.degrade": degrade,
+            "data.target_range": target_range,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -205,7 +216,9 @@ def _parse_size(text: str | None, *, repeat: bool = True) -> list[int] | None:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError as error:
-        raise ConfigError(f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch)") from error
+        raise ConfigError(
+            f"{text!r}: expected integers such as 64 or 64,64 (--size, --patch, --source-channels, --target-channels)"
+        ) from error
     return sizes * 2 if len(sizes) == 1 and repeat else sizes
 
 
@@ -430,6 +443,9 @@ def data_inspect(
     labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    source_channels: str = typer.Option(None, "--source-channels", help=_CHANNELS_HELP.format("input", "0,2")),
+    target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
+    degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -439,9 +455,11 @@ def data_inspect(
     from medattn.tasks.base import check_fields
 
     config = RunConfig(task=task)
-    _apply(
-        config, {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
-    )
+    given = {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
+    given["data.source_channels"] = _parse_size(source_channels, repeat=False)
+    given["data.target_channels"] = _parse_size(target_channels, repeat=False)
+    given["data.degrade"] = degrade
+    _apply(config, given)
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)
     check_fields(config, chosen)

@@ -63,6 +63,14 @@ class DataConfig:
     drop_bad_boxes: bool = False
     box_format: str | None = None
     box_space: str | None = None
+    # image-to-image translation: the channels of one multi-channel set that are the input and the output (e.g.
+    # [0, 2] and [1]); `degrade` builds pairs from single images ("noise=0.05": Gaussian noise of that share of
+    # the intensity range; "downsample=2": a block-averaged copy brought back to the grid); `target_range` is the
+    # data range PSNR and SSIM use (None: the training targets' max - min as stored)
+    source_channels: list[int] | None = None
+    target_channels: list[int] | None = None
+    degrade: str | None = None
+    target_range: float | None = None
 
 
 @dataclass
@@ -143,6 +151,7 @@ class RunConfig:
 
         check_distillation(self)
         _check_patch_fields(self)
+        _check_translation_fields(self)
         _check_task_names(self)
         return self
 
@@ -201,6 +210,28 @@ def _check_patch_fields(config: RunConfig) -> None:
     fraction = config.train.foreground_fraction
     if fraction is not None and not 0 <= fraction <= 1:
         raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {config.train.foreground_fraction}")
+
+
+def _check_translation_fields(config: RunConfig) -> None:
+    data = config.data
+    for key, channels in (
+        ("data.source_channels", data.source_channels),
+        ("data.target_channels", data.target_channels),
+    ):
+        if channels is not None and (
+            not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels)
+        ):
+            raise ConfigError(f"{key} {channels!r}: expected channel indices (0, 1, ...), e.g. [0, 2]")
+    if (data.source_channels is None) != (data.target_channels is None):
+        raise ConfigError(
+            "data.source_channels and data.target_channels go together (--source-channels 0,2 --target-channels 1)"
+        )
+    if data.degrade is not None:
+        from medattn.data.degrade import parse_degrade
+
+        parse_degrade(data.degrade)
+    if data.target_range is not None and not data.target_range > 0:
+        raise ConfigError(f"data.target_range must be positive, got {data.target_range}")
 
 
 def check_slice_axis(axis, where: str) -> None:

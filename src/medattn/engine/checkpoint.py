@@ -19,7 +19,10 @@ def save_checkpoint(
     best: dict,
     history: list[dict],
     generators: dict,
+    loss=None,
 ) -> None:
+    """`loss`, when given, is a loss with trainable state of its own (its `state_dict()` is saved beside the
+    model's)."""
     import torch
 
     payload = {
@@ -32,6 +35,7 @@ def save_checkpoint(
         "history": history,
         "generators": {name: g.get_state() for name, g in generators.items()},
         "torch_rng": torch.get_rng_state(),
+        "loss": None if loss is None else loss.state_dict(),
     }
     atomic_save_torch(run / CHECKPOINT, payload)
 
@@ -55,12 +59,14 @@ def load_checkpoint(run: Path) -> dict:
         return torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
 
 
-def restore(run: Path, state: dict, *, model, optimizer, scheduler, ema, generators: dict) -> None:
+def restore(run: Path, state: dict, *, model, optimizer, scheduler, ema, generators: dict, loss=None) -> None:
     with run_file(run, CHECKPOINT):  # a checkpoint of another model, or one missing a part
-        _restore(state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        _restore(
+            state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators, loss=loss
+        )
 
 
-def _restore(state: dict, *, model, optimizer, scheduler, ema, generators: dict) -> None:
+def _restore(state: dict, *, model, optimizer, scheduler, ema, generators: dict, loss=None) -> None:
     import torch
 
     model.load_state_dict(state["model"])
@@ -71,3 +77,7 @@ def _restore(state: dict, *, model, optimizer, scheduler, ema, generators: dict)
     for name, generator in generators.items():
         generator.set_state(state["generators"][name])
     torch.set_rng_state(state["torch_rng"])
+    if loss is not None:
+        if state.get("loss") is None:
+            raise KeyError("the checkpoint holds no state for the loss (its discriminator): it is another run's")
+        loss.load_state_dict(state["loss"])

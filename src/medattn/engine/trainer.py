@@ -44,6 +44,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     torch.manual_seed(config.train.seed)
     with reading_series(config.data.series):  # folders of several DICOM series: the one the config names
         data = task.load(config, source=source)
+        data.run = run
         train_set = task.train_set(config, data)
         config = task.resolve(config, data, train_set)
     train_set.configure(config)
@@ -87,12 +88,17 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     order = torch.Generator().manual_seed(train_cfg.seed)
     generators = {"order": order, **train_set.generators}
     scaler = grad_scaler(device, train_cfg.amp)
-    checkpointed = dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+    # A loss with a state of its own (a GAN's discriminator and its optimizer, trained inside the loss call) is
+    # saved and restored with the run, so a resumed run continues exactly.
+    stateful = loss_fn if hasattr(loss_fn, "state_dict") and hasattr(loss_fn, "load_state_dict") else None
+    checkpointed = dict(
+        model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators, loss=stateful
+    )
 
     start, history, best = 0, [], {"score": -math.inf, "epoch": -1, "scores": {}}
     if resume:
         state = ckpt.load_checkpoint(run)
-        ckpt.restore(run, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, generators=generators)
+        ckpt.restore(run, state, **checkpointed)
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
         if history and distributed.is_main():  # a kill between the checkpoint and history.csv must lose no row
             write_history(run, history, list(history[0]))
@@ -141,6 +147,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             [seconds] = distributed.all_reduce([seconds], op="max")
             stop = False
             if distributed.is_main():  # rank 0 validates and writes; the others wait for its verdict below
+                data.epoch = epoch
                 scores = task.validate(evaluated, data, loss_fn=loss_fn, device=device, amp=train_cfg.amp)
             if budget is not None and epoch == start == 0:  # re-planned before the first checkpoint holds the plan
                 first = distributed.broadcast(budget.elapsed())

@@ -16,6 +16,7 @@ from medattn.models import (  # noqa: F401  (each registers its models)
     monai_nets,
     resnet,
     segmenters,
+    translation,
     unet,
     vit,
 )

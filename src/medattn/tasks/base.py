@@ -44,6 +44,10 @@ OPTIONAL_FIELDS = {
     "data.drop_bad_boxes": False,
     "data.box_format": None,
     "data.box_space": None,
+    "data.source_channels": None,
+    "data.target_channels": None,
+    "data.degrade": None,
+    "data.target_range": None,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -56,6 +60,10 @@ FLAGS = {
     "data.drop_bad_boxes": "--drop-bad-boxes",
     "data.box_format": "--box-format",
     "data.box_space": "--box-space",
+    "data.source_channels": "--source-channels",
+    "data.target_channels": "--target-channels",
+    "data.degrade": "--degrade",
+    "data.target_range": "--range",
 }
 
 
@@ -92,6 +100,10 @@ class TaskData:
     modality: str = "auto"
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # the task's own (tensors, plans, ...)
+    # set by the trainer: the run directory and the epoch being validated (from 0), for tasks that write what an
+    # epoch looks like (translation's grid of validation images)
+    run: Path | None = None
+    epoch: int = 0
 
 
 @dataclass

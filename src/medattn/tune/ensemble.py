@@ -80,10 +80,10 @@ def load_ensemble(path: str | Path, *, device=None) -> Ensemble:
     first = members[0]
     for run in members[1:]:
         for key in ("task", "class_names"):
-            if run.card[key] != first.card[key]:
+            if run.card.get(key) != first.card.get(key):  # tasks without classes have no class_names
                 raise RunDirError(
                     f"{path / ENSEMBLE_FILE}: members disagree on {key}: "
-                    f"{first.path} has {first.card[key]}, {run.path} has {run.card[key]}"
+                    f"{first.path} has {first.card.get(key)}, {run.path} has {run.card.get(key)}"
                 )
     threshold, rule = ensemble_threshold([run.card for run in members])
     return Ensemble(path, members, threshold, rule)
