@@ -26,7 +26,7 @@ DEFAULT_MODEL = "pix2pix"
 DEFAULT_OPTIONS = {2: {}, 3: {"channels": [8, 16, 32, 64], "embed_dim": 32}}
 BATCH = {2: 8, 3: 2}
 # Epochs show the model about AUTO_PIXELS patch pixels in all (about 15,000 patches of 64 x 64), within [low, high]:
-# on LGG's 1,626 training slices that is 10 epochs, 12 minutes for unet_l1 and 15-22 for pix2pix on one shared core
+# on LGG's 1,626 training slices that is 10 epochs, 7-12 minutes for unet_l1 and 13-22 for pix2pix on one shared core
 # of this CPU (benchmarks/generation.py); a few hundred slices get more epochs of the same total.
 AUTO_PIXELS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 60_000_000, 4, 200
 VAL_IMAGES = {2: 32, 3: 8}  # validation images scored each epoch (evenly spaced); evaluate scores all
