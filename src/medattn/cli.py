@@ -23,6 +23,10 @@ _DROP_HELP = "box data: drop bad boxes (no area, outside the image, unknown clas
 _FORMAT_HELP = "MONAI box JSON: how its boxes are written, xyzxyz (corners) | cccwhd (centre, size)"
 _SPACE_HELP = "MONAI box JSON: voxel | world (RAS+ mm) | world_lps (LPS mm, as ITK writes)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
+_BAG_HELP = "bag-labelled CSV: the column whose rows form one bag with one label (e.g. patient_id: a patient's slices)"
+_CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose values join the image features"
+_COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
+_FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
 
@@ -118,6 +122,10 @@ def train(
     drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
+    clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
+    clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -169,6 +177,10 @@ def train(
             "data.drop_bad_boxes": drop_bad_boxes,
             "data.box_format": box_format,
             "data.box_space": box_space,
+            "data.bag": bag,
+            "data.clinical": clinical,
+            "data.clinical_columns": _targets(clinical_columns),
+            "data.clinical_fusion": clinical_fusion,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -427,6 +439,7 @@ def data_inspect(
     labels: str = typer.Option(None, "--labels", help="class labels: binary | multiclass | multilabel | ordinal"),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -436,9 +449,8 @@ def data_inspect(
     from medattn.tasks.base import check_fields
 
     config = RunConfig(task=task)
-    _apply(
-        config, {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
-    )
+    given = {"data.path": path, "data.labels": labels, "data.box_format": box_format, "data.box_space": box_space}
+    _apply(config, {**given, "data.bag": bag})
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)
     check_fields(config, chosen)
@@ -496,6 +508,10 @@ def tune_cv(
     drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
+    clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
+    clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     seed: int = typer.Option(None, "--seed"),
@@ -530,6 +546,10 @@ def tune_cv(
         "data.drop_bad_boxes": drop_bad_boxes,
         "data.box_format": box_format,
         "data.box_space": box_space,
+        "data.bag": bag,
+        "data.clinical": clinical,
+        "data.clinical_columns": _targets(clinical_columns),
+        "data.clinical_fusion": clinical_fusion,
         "model.name": model,
         "train.epochs": epochs,
         "train.seed": seed,

@@ -22,6 +22,7 @@ LABEL_TYPES = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
 SAMPLERS = ("shuffle", "balanced")
 BOX_FORMATS = ("xyzxyz", "cccwhd")  # MONAI detection JSON: corners, or centre and size
+CLINICAL_FUSIONS = ("concat", "film")
 BOX_SPACES = ("voxel", "world", "world_lps")  # voxel indices, RAS+ mm (nibabel), LPS mm (ITK, DICOM)
 
 
@@ -62,6 +63,14 @@ class DataConfig:
     drop_bad_boxes: bool = False
     box_format: str | None = None
     box_space: str | None = None
+    # bag-labelled data (multiple instance learning): the CSV column whose equal values make one bag (a patient's
+    # slices), each bag with one label
+    bag: str | None = None
+    # clinical variables beside the images: a per-patient CSV joined on patient_id, the columns to use (name, or
+    # name:numeric / name:categorical), and how they join the image features: concat | film (None: concat)
+    clinical: str | None = None
+    clinical_columns: list[str] | None = None
+    clinical_fusion: str | None = None
 
 
 @dataclass
@@ -115,6 +124,7 @@ class RunConfig:
             (self.train.sampler, (None, *SAMPLERS), "train.sampler"),
             (self.data.box_format, (None, *BOX_FORMATS), "data.box_format"),
             (self.data.box_space, (None, *BOX_SPACES), "data.box_space"),
+            (self.data.clinical_fusion, (None, *CLINICAL_FUSIONS), "data.clinical_fusion"),
         ]
         for value, allowed, key in checks:
             if value not in allowed:
@@ -133,6 +143,8 @@ class RunConfig:
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         check_slice_axis(self.data.slice_axis, "data.slice_axis")
+        if (self.data.clinical is None) != (not self.data.clinical_columns):
+            raise ConfigError("data.clinical (--clinical) and data.clinical_columns (--clinical-columns) go together")
         from medattn.engine.distill import check_distillation
 
         check_distillation(self)

@@ -44,6 +44,10 @@ OPTIONAL_FIELDS = {
     "data.drop_bad_boxes": False,
     "data.box_format": None,
     "data.box_space": None,
+    "data.bag": None,
+    "data.clinical": None,
+    "data.clinical_columns": None,
+    "data.clinical_fusion": None,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -56,6 +60,10 @@ FLAGS = {
     "data.drop_bad_boxes": "--drop-bad-boxes",
     "data.box_format": "--box-format",
     "data.box_space": "--box-space",
+    "data.bag": "--bag",
+    "data.clinical": "--clinical",
+    "data.clinical_columns": "--clinical-columns",
+    "data.clinical_fusion": "--clinical-fusion",
 }
 
 
@@ -125,6 +133,9 @@ class Task(ABC):
     explains: ClassVar[bool] = True  # `medattn explain`'s maps apply (a class score, an output or a region)
     recognition_order: ClassVar[int] = 50  # lower asks first: the most specific data layouts before catch-alls
     legacy_names: ClassVar[tuple[str, ...]] = ()  # label types older configs and cards gave as the task
+    # optional fields without which the task cannot read its data: recognising data, a task is only asked when
+    # they are set (a CSV path,label is a bag set with --bag, plain images without it)
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     # -- data -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -310,6 +321,13 @@ class Task(ABC):
     def demo_files(self, config: RunConfig) -> list[Path]:
         """Files the demo predicts on after training."""
         return []
+
+
+def requirements_met(config: RunConfig | None, task: Task) -> bool:
+    """Every field in `task.requires` is set in `config` (no config: only tasks that require nothing)."""
+    if config is None:
+        return not task.requires
+    return all(getattr(getattr(config, k.split(".")[0]), k.split(".")[1]) != OPTIONAL_FIELDS[k] for k in task.requires)
 
 
 def check_fields(config: RunConfig, task: Task) -> None:
