@@ -5,27 +5,18 @@ predict."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from tests.run_cli import invoke
+from tests.run_cli import run as medattn
 
 from medattn.data.clinical import ClinicalSpec, fit_clinical
 from medattn.errors import DataError
 from medattn.registry import create_model
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 AGE, SEX = "age_at_initial_pathologic", "gender"
-
-
-def medattn(*args):
-    result = subprocess.run(
-        [sys.executable, "-m", "medattn", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_encoding_standardises_one_hots_and_flags_missing(shared_data, tmp_path):
@@ -91,7 +82,7 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     assert card["clinical"]["features"] == [AGE, f"{AGE} missing", f"{SEX}=1", f"{SEX}=2", f"{SEX} missing"]
     assert card["model"]["options"]["clinical"] == 5
     assert card["model"]["options"]["clinical_fusion"] == "film"
-    metrics = json.loads(medattn("evaluate", run, "--json").stdout)
+    metrics = invoke("evaluate", run, "--json")
     assert metrics["unit"] == "bags"
     assert metrics["n"] >= 2
     patient = chosen[0]
@@ -99,10 +90,10 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     bag.mkdir()
     for s in [s for s in slices if s["patient_id"] == patient][:5]:
         (bag / s["file"]).write_bytes((root / "images" / s["file"]).read_bytes())
-    found = json.loads(medattn("predict", run, bag, "--json").stdout)["predictions"][0]
+    found = invoke("predict", run, bag, "--json")["predictions"][0]
     assert found["clinical"].endswith(f"row {patient}")
     (tmp_path / "stranger").mkdir()
     (tmp_path / "stranger" / "a.png").write_bytes((bag / sorted(os.listdir(bag))[0]).read_bytes())
-    unknown = json.loads(medattn("predict", run, tmp_path / "stranger", "--json").stdout)["predictions"][0]
+    unknown = invoke("predict", run, tmp_path / "stranger", "--json")["predictions"][0]
     assert "every value unknown" in unknown["clinical"]
     assert found["probabilities"] != unknown["probabilities"] or found["instances"] != unknown["instances"]

@@ -3,29 +3,18 @@ real lgg_mri slices: bags of a patient's slices labelled by whether any slice sh
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tests.run_cli import invoke
+from tests.run_cli import run as medattn
 
 from medattn.errors import DataError
 from medattn.registry import create_model
 from medattn.tasks.mil.sources import ensure_splits, open_bags
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def medattn(*args):
-    result = subprocess.run(
-        [sys.executable, "-m", "medattn", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600
-    )
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -126,7 +115,7 @@ def test_mil_command_line_on_real_slices(shared_data, tmp_path):
     assert card["bag"]["column"] == "bag"
     assert card["model"]["name"] == "attention_mil"
     # validation bags (6 here): the held-out test split's 8 bags scored 0.56-0.69 in trials, too few to floor
-    metrics = json.loads(medattn("evaluate", run, "--split", "val", "--json").stdout)
+    metrics = invoke("evaluate", run, "--split", "val", "--json")
     assert metrics["task"] == "mil"
     assert metrics["unit"] == "bags"
     assert metrics["n"] == len(metrics["bags"])
@@ -139,13 +128,11 @@ def test_mil_command_line_on_real_slices(shared_data, tmp_path):
     for line in data.read_text().splitlines()[1:9]:
         source = Path(line.split(",")[0])
         (folder / source.name).write_bytes(source.read_bytes())
-    predicted = json.loads(medattn("predict", run, folder, "--json").stdout)["predictions"][0]
+    predicted = invoke("predict", run, folder, "--json")["predictions"][0]
     weights = [a["weight"] for a in predicted["attention"]]
     assert predicted["instances"] == 8
     assert sum(weights) == pytest.approx(1.0, abs=1e-4)
-    explained = json.loads(
-        medattn(
-            "explain", run, "--data", data, "--split", "test", "--limit", "2", "--method", "attention", "--json"
-        ).stdout
+    explained = invoke(
+        "explain", run, "--data", data, "--split", "test", "--limit", "2", "--method", "attention", "--json"
     )["explanations"]
     assert [row["context"]["rank"] for row in explained] == [1, 2]  # a bag's most attended slices first

@@ -27,6 +27,10 @@ _BAG_HELP = "bag-labelled CSV: the column whose rows form one bag with one label
 _CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose values join the image features"
 _COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
 _FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
+_MISSING_HELP = "runs trained with --modalities: leave these out (e.g. flair or flair,t1), or all-subsets: every subset"
+_MODALITIES_HELP = "names of the input modalities, e.g. t1,flair,t1c: the channels split evenly among them, in order"
+_MODALITY_FUSION_HELP = "--modalities: early | late | hemis | cross_attention (default early)"
+_DROPOUT_HELP = "--modalities: chance each modality of a training image is left out (at least one kept)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
 
@@ -126,6 +130,9 @@ def train(
     clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
     clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
     clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
+    fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
+    modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -181,6 +188,9 @@ def train(
             "data.clinical": clinical,
             "data.clinical_columns": _targets(clinical_columns),
             "data.clinical_fusion": clinical_fusion,
+            "data.modalities": _targets(modalities),
+            "model.fusion": fusion,
+            "train.modality_dropout": modality_dropout,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -227,15 +237,25 @@ def evaluate(
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    missing: str = typer.Option(None, "--missing", help=_MISSING_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
+    from functools import partial
+
     from medattn.engine.loaded import reading
     from medattn.explain.report.build import write_report
     from medattn.tasks import task_for_run
     from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
+    if missing is not None:
+        from medattn.evaluate.missing import ALL, evaluate_missing, print_subsets
+
+        opened = partial(reading, run, series=series, slice_axis=slice_axis, backend=backend)
+        result = evaluate_missing(task, run, missing, reading=opened, data=data, split=split, tta=tta)
+        _emit(result, as_json, print_subsets if missing == ALL else task.print_report)
+        return
     with reading(run, series=series, slice_axis=slice_axis, backend=backend):
         metrics = task.evaluate(run, data=data, split=split, tta=tta)
         if backend != "torch":
@@ -271,6 +291,7 @@ def predict(
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    missing: str = typer.Option(None, "--missing", help="runs trained with --modalities: the ones these files lack"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -285,7 +306,8 @@ def predict(
             raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
     from medattn.engine.loaded import reading
 
-    with reading(run, series=series, slice_axis=slice_axis, backend=backend):
+    absent = tuple(_targets(missing) or ())
+    with reading(run, series=series, slice_axis=slice_axis, backend=backend, missing=absent):
         result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
@@ -512,6 +534,9 @@ def tune_cv(
     clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
     clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
     clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
+    fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
+    modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     seed: int = typer.Option(None, "--seed"),
@@ -550,6 +575,9 @@ def tune_cv(
         "data.clinical": clinical,
         "data.clinical_columns": _targets(clinical_columns),
         "data.clinical_fusion": clinical_fusion,
+        "data.modalities": _targets(modalities),
+        "model.fusion": fusion,
+        "train.modality_dropout": modality_dropout,
         "model.name": model,
         "train.epochs": epochs,
         "train.seed": seed,

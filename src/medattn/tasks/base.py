@@ -48,6 +48,9 @@ OPTIONAL_FIELDS = {
     "data.clinical": None,
     "data.clinical_columns": None,
     "data.clinical_fusion": None,
+    "data.modalities": None,
+    "model.fusion": None,
+    "train.modality_dropout": 0.0,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -64,6 +67,9 @@ FLAGS = {
     "data.clinical": "--clinical",
     "data.clinical_columns": "--clinical-columns",
     "data.clinical_fusion": "--clinical-fusion",
+    "data.modalities": "--modalities",
+    "model.fusion": "--fusion",
+    "train.modality_dropout": "--modality-dropout",
 }
 
 
@@ -185,6 +191,15 @@ class Task(ABC):
             section, name = key.split(".")
             if getattr(getattr(config, section), name) is None:
                 setattr(getattr(config, section), name, value)
+        if config.data.modalities:  # the model fused over the named modalities (models/fusion.py)
+            names = config.data.modalities
+            if data.in_channels % len(names):
+                raise ConfigError(
+                    f"data.modalities {names}: the images have {data.in_channels} channels, which do not split "
+                    f"evenly into {len(names)} modalities"
+                )
+            config.model.options = {**config.model.options, "modalities": list(names)}
+            config.model.options["fusion"] = config.model.fusion or "early"
         modality = config.data.modality if config.data.modality != "auto" else data.modality
         config.data.augment = resolve_augment(config.data.augment, spatial_dims=data.spatial_dims, modality=modality)
         if config.train.epochs == 0:

@@ -41,6 +41,9 @@ class ClassificationTask(ClassScores, ImageTask):
             "train.label_smoothing",
             "train.mixup",
             "train.cutmix",
+            "data.modalities",
+            "model.fusion",
+            "train.modality_dropout",
         }
     )
     losses = ("ce", "weighted_ce", "focal")
