@@ -154,6 +154,18 @@ class ModalityFusion(ModelBase):
         return self.backbones[0].forward_head(features)
 
 
+def fusion_options(config, in_channels: int) -> dict:
+    """config.model.options with the modalities (data.modalities) and their fusion (model.fusion, default
+    early), after checking that the data's channels split evenly among the modalities."""
+    names = config.data.modalities
+    if in_channels % len(names):
+        raise ConfigError(
+            f"data.modalities {names}: the images have {in_channels} channels, which do not split evenly into "
+            f"{len(names)} modalities"
+        )
+    return {**config.model.options, "modalities": list(names), "fusion": config.model.fusion or "early"}
+
+
 def wrap(builder, *, name: str, spatial_dims: int, in_channels: int, num_classes: int, options: dict):
     """The model `name` with `options`, fused over options["modalities"] by options["fusion"] (default early)."""
     options = dict(options)

@@ -192,14 +192,9 @@ class Task(ABC):
             if getattr(getattr(config, section), name) is None:
                 setattr(getattr(config, section), name, value)
         if config.data.modalities:  # the model fused over the named modalities (models/fusion.py)
-            names = config.data.modalities
-            if data.in_channels % len(names):
-                raise ConfigError(
-                    f"data.modalities {names}: the images have {data.in_channels} channels, which do not split "
-                    f"evenly into {len(names)} modalities"
-                )
-            config.model.options = {**config.model.options, "modalities": list(names)}
-            config.model.options["fusion"] = config.model.fusion or "early"
+            from medattn.models.fusion import fusion_options
+
+            config.model.options = fusion_options(config, data.in_channels)
         modality = config.data.modality if config.data.modality != "auto" else data.modality
         config.data.augment = resolve_augment(config.data.augment, spatial_dims=data.spatial_dims, modality=modality)
         if config.train.epochs == 0:
