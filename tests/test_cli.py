@@ -103,12 +103,14 @@ def test_models_json_lists_every_model_with_parameters():
 def test_tasks_json_lists_the_registered_tasks():
     out = json.loads(medattn("tasks", "--json").stdout)
     rows = {row["name"]: row for row in out["tasks"]}
-    assert set(rows) == {"classification", "regression", "segmentation", "detection", "translation"}
+    assert set(rows) == {"classification", "regression", "segmentation", "detection", "translation", "mil"}
     assert "dice_ce" in rows["segmentation"]["losses"]
     assert rows["detection"]["models"] == ["detect_anchorfree", "faster_rcnn"]
     assert "data.drop_bad_boxes" in rows["detection"]["options"]
     assert "data.patch" in rows["segmentation"]["options"]
     assert "attn_resnet" in rows["regression"]["models"]
+    assert rows["mil"]["models"] == ["attention_mil"]
+    assert "data.clinical" in rows["mil"]["options"]
 
 
 def test_unknown_model_name_suggests_close_matches(trained, tmp_path):

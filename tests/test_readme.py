@@ -86,6 +86,28 @@ def _lgg_csv(work: Path, shared: Path) -> None:
     (work / "lgg.csv").write_text("\n".join(lines) + "\n")
 
 
+def _grade(work: Path, shared: Path) -> None:
+    """grade.csv: 8 real lgg_mri patients' slices (every third), each labelled with its patient's tumour grade
+    from clinical.csv, and TCGA_CS_4942_19970222/, one patient's slices as a bag folder."""
+    import csv
+
+    root = shared / "lgg_mri"
+    grades = {r["patient_id"]: r["neoplasm_histologic_grade"] for r in csv.DictReader((root / "clinical.csv").open())}
+    rows = list(csv.DictReader((root / "manifest.csv").open()))
+    patients = [p for p in sorted(grades) if grades[p] == "1"][:4] + [p for p in sorted(grades) if grades[p] == "2"][:4]
+    lines = ["path,label,patient_id"]
+    lines += [
+        f"{(root / 'images' / r['file']).resolve()},{grades[r['patient_id']]},{r['patient_id']}"
+        for r in rows
+        if r["patient_id"] in patients and int(r["slice_number"]) % 3 == 0
+    ]
+    (work / "grade.csv").write_text("\n".join(lines) + "\n")
+    bag = work / "TCGA_CS_4942_19970222"
+    bag.mkdir()
+    for r in rows[:6]:
+        (bag / r["file"]).symlink_to(root / "images" / r["file"])
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, shared_data: Path) -> dict:
     """A work folder with ../shared beside it, the README's placeholder files, and runs/pneumonia."""
@@ -103,6 +125,7 @@ def work(tmp_path_factory, shared_data: Path) -> dict:
     Image.fromarray(item(1, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "image.png")
     Image.fromarray(item(2, 2, "uint8", present=True, rng=rng)[0][0]).save(work / "scan.png")
     _lgg_csv(work, shared_data)
+    _grade(work, shared_data)
     hippocampus = sorted((shared_data / "msd_hippocampus" / "imagesTr").glob("*.nii.gz"))[0]
     shutil.copy(hippocampus, work / "case.nii.gz")
     for name in ("folder_or_manifest", "skewed", "scans", "manifest"):

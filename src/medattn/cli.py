@@ -27,6 +27,14 @@ _CHANNELS_HELP = "one multi-channel set translated: the {} channels, e.g. {}"
 _DEGRADE_HELP = "pairs from single images: noise=0.05 (denoising) or downsample=2 (super-resolution)"
 _RANGE_HELP = "the data range PSNR and SSIM use (default: the training targets' max - min as stored)"
 _SLICE_HELP = "2D models on volumes: the axis (0, 1, 2 of the stored array) to cut slices along (default: the card's)"
+_BAG_HELP = "bag-labelled CSV: the column whose rows form one bag with one label (e.g. patient_id: a patient's slices)"
+_CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose values join the image features"
+_COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
+_FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
+_MISSING_HELP = "runs trained with --modalities: leave these out (e.g. flair or flair,t1), or all-subsets: every subset"
+_MODALITIES_HELP = "names of the input modalities, e.g. t1,flair,t1c: the channels split evenly among them, in order"
+_MODALITY_FUSION_HELP = "--modalities: early | late | hemis | cross_attention (default early)"
+_DROPOUT_HELP = "--modalities: chance each modality of a training image is left out (at least one kept)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"
 
 
@@ -127,6 +135,13 @@ def train(
     target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
     degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
     target_range: float = typer.Option(None, "--range", help=_RANGE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
+    clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
+    clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
+    fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
+    modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -183,6 +198,13 @@ def train(
             "data.target_channels": _parse_size(target_channels, repeat=False),
             "data.degrade": degrade,
             "data.target_range": target_range,
+            "data.bag": bag,
+            "data.clinical": clinical,
+            "data.clinical_columns": _targets(clinical_columns),
+            "data.clinical_fusion": clinical_fusion,
+            "data.modalities": _targets(modalities),
+            "model.fusion": fusion,
+            "train.modality_dropout": modality_dropout,
             "train.threshold": threshold,
             "train.device": device,
             "data.size": _parse_size(size),
@@ -231,15 +253,25 @@ def evaluate(
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    missing: str = typer.Option(None, "--missing", help=_MISSING_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
+    from functools import partial
+
     from medattn.engine.loaded import reading
     from medattn.explain.report.build import write_report
     from medattn.tasks import task_for_run
     from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
+    if missing is not None:
+        from medattn.evaluate.missing import ALL, evaluate_missing, print_subsets
+
+        opened = partial(reading, run, series=series, slice_axis=slice_axis, backend=backend)
+        result = evaluate_missing(task, run, missing, reading=opened, data=data, split=split, tta=tta)
+        _emit(result, as_json, print_subsets if missing == ALL else task.print_report)
+        return
     with reading(run, series=series, slice_axis=slice_axis, backend=backend):
         metrics = task.evaluate(run, data=data, split=split, tta=tta)
         if backend != "torch":
@@ -275,6 +307,7 @@ def predict(
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
+    missing: str = typer.Option(None, "--missing", help="runs trained with --modalities: the ones these files lack"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -289,7 +322,8 @@ def predict(
             raise ConfigError(f"{flags[option]} means nothing to a {task.name} run ({run})")
     from medattn.engine.loaded import reading
 
-    with reading(run, series=series, slice_axis=slice_axis, backend=backend):
+    absent = tuple(_targets(missing) or ())
+    with reading(run, series=series, slice_axis=slice_axis, backend=backend, missing=absent):
         result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
@@ -446,6 +480,7 @@ def data_inspect(
     source_channels: str = typer.Option(None, "--source-channels", help=_CHANNELS_HELP.format("input", "0,2")),
     target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
     degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -459,6 +494,7 @@ def data_inspect(
     given["data.source_channels"] = _parse_size(source_channels, repeat=False)
     given["data.target_channels"] = _parse_size(target_channels, repeat=False)
     given["data.degrade"] = degrade
+    given["data.bag"] = bag
     _apply(config, given)
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)
@@ -517,6 +553,13 @@ def tune_cv(
     drop_bad_boxes: bool = typer.Option(None, "--drop-bad-boxes", help=_DROP_HELP),
     box_format: str = typer.Option(None, "--box-format", help=_FORMAT_HELP),
     box_space: str = typer.Option(None, "--box-space", help=_SPACE_HELP),
+    bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
+    clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
+    clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
+    fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
+    modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
     model: str = typer.Option(None, "--model"),
     epochs: int = typer.Option(None, "--epochs"),
     time_limit: float = typer.Option(None, "--time-limit", help=_TIME_HELP + " (per fold)"),
@@ -552,6 +595,13 @@ def tune_cv(
         "data.drop_bad_boxes": drop_bad_boxes,
         "data.box_format": box_format,
         "data.box_space": box_space,
+        "data.bag": bag,
+        "data.clinical": clinical,
+        "data.clinical_columns": _targets(clinical_columns),
+        "data.clinical_fusion": clinical_fusion,
+        "data.modalities": _targets(modalities),
+        "model.fusion": fusion,
+        "train.modality_dropout": modality_dropout,
         "model.name": model,
         "train.epochs": epochs,
         "train.time_limit": time_limit,

@@ -23,6 +23,8 @@ LABEL_TYPES = ("binary", "multiclass", "multilabel", "ordinal")
 SCHEDULES = ("onecycle", "cosine")
 SAMPLERS = ("shuffle", "balanced")
 BOX_FORMATS = ("xyzxyz", "cccwhd")  # MONAI detection JSON: corners, or centre and size
+CLINICAL_FUSIONS = ("concat", "film")
+FUSIONS = ("early", "late", "hemis", "cross_attention")
 BOX_SPACES = ("voxel", "world", "world_lps")  # voxel indices, RAS+ mm (nibabel), LPS mm (ITK, DICOM)
 
 
@@ -71,6 +73,17 @@ class DataConfig:
     target_channels: list[int] | None = None
     degrade: str | None = None
     target_range: float | None = None
+    # bag-labelled data (multiple instance learning): the CSV column whose equal values make one bag (a patient's
+    # slices), each bag with one label
+    bag: str | None = None
+    # clinical variables beside the images: a per-patient CSV joined on patient_id, the columns to use (name, or
+    # name:numeric / name:categorical), and how they join the image features: concat | film (None: concat)
+    clinical: str | None = None
+    clinical_columns: list[str] | None = None
+    clinical_fusion: str | None = None
+    # names of the input modalities (MR sequences, CT phases): the image's channels split evenly among them, in
+    # order; the model is fused over them (model.fusion) and evaluate / predict may leave some out (--missing)
+    modalities: list[str] | None = None
 
 
 @dataclass
@@ -78,6 +91,7 @@ class ModelConfig:
     name: str | None = None  # None: the task's default model (and its default options for the data's dims)
     options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # a finished run whose weights (all but the head) start this one
+    fusion: str | None = None  # with data.modalities: early | late | hemis | cross_attention (None: early)
 
 
 @dataclass
@@ -108,6 +122,8 @@ class TrainConfig:
     teacher: str | None = None  # a finished run whose softened outputs the model also learns (engine/distill.py)
     distill_temperature: float = 4.0  # T: the teacher's and student's logits are divided by it
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels have the rest
+    # with data.modalities: the chance that each modality of a training image is left out (at least one kept)
+    modality_dropout: float = 0.0
 
 
 @dataclass
@@ -125,6 +141,8 @@ class RunConfig:
             (self.train.sampler, (None, *SAMPLERS), "train.sampler"),
             (self.data.box_format, (None, *BOX_FORMATS), "data.box_format"),
             (self.data.box_space, (None, *BOX_SPACES), "data.box_space"),
+            (self.data.clinical_fusion, (None, *CLINICAL_FUSIONS), "data.clinical_fusion"),
+            (self.model.fusion, (None, *FUSIONS), "model.fusion"),
         ]
         for value, allowed, key in checks:
             if value not in allowed:
@@ -147,6 +165,9 @@ class RunConfig:
         if self.train.ema is not None and not 0 <= self.train.ema < 1:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
         check_slice_axis(self.data.slice_axis, "data.slice_axis")
+        _check_modalities(self)
+        if (self.data.clinical is None) != (not self.data.clinical_columns):
+            raise ConfigError("data.clinical (--clinical) and data.clinical_columns (--clinical-columns) go together")
         from medattn.engine.distill import check_distillation
 
         check_distillation(self)
@@ -194,6 +215,16 @@ def _check_task_names(config: RunConfig) -> None:
     ):
         if value is not None and value not in known:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(known)}")
+
+
+def _check_modalities(config: RunConfig) -> None:
+    names = config.data.modalities
+    if names is not None and (not names or len(set(names)) != len(names) or not all(names)):
+        raise ConfigError(f"data.modalities {names!r}: expected distinct names, e.g. [t1, flair, t1c]")
+    if names is None and (config.model.fusion is not None or config.train.modality_dropout):
+        raise ConfigError("model.fusion (--fusion) and train.modality_dropout need data.modalities (--modalities)")
+    if not 0 <= config.train.modality_dropout < 1:
+        raise ConfigError(f"train.modality_dropout must be in [0, 1), got {config.train.modality_dropout}")
 
 
 def _check_patch_fields(config: RunConfig) -> None:

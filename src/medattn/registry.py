@@ -85,8 +85,9 @@ def create_model(
 ) -> Any:
     """Build a registered model: `create_model("attn_resnet", spatial_dims=3, in_channels=1, num_classes=2)`.
 
-    `options` holds the model's own keyword arguments (widths, attention type, ...), as saved in config.yaml, and
-    for a pruned model the channels each pruned layer kept (`pruned`, export/prune.py).
+    `options` holds the model's own keyword arguments (widths, attention type, ...), as saved in config.yaml, for a
+    pruned model the channels each pruned layer kept (`pruned`, export/prune.py), and for named input modalities
+    their names and how they are fused (`modalities`, `fusion`: models/fusion.py).
     """
     import medattn.models  # noqa: F401  (registers the model families)
 
@@ -98,7 +99,21 @@ def create_model(
     options = dict(options or {})
     kept = options.pop(PRUNED, None)  # a pruned run's kept widths (export/prune.py): built full, then narrowed
     try:
-        model = entry.builder(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **options)
+        if "modalities" in options:  # named input modalities: the model fused over them (models/fusion.py)
+            from medattn.models.fusion import wrap
+
+            model = wrap(
+                entry.builder,
+                name=name,
+                spatial_dims=spatial_dims,
+                in_channels=in_channels,
+                num_classes=num_classes,
+                options=options,
+            )
+        else:
+            model = entry.builder(
+                spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **options
+            )
     except TypeError as error:
         raise ConfigError(f"model {name!r}: invalid options {sorted(options)}: {error}") from error
     if kept is not None:

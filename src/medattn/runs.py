@@ -93,6 +93,11 @@ def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] 
 
 def record_metrics(run: Path, key: str, metrics: dict) -> dict:
     """Add `metrics` under `key` (a split, "test+tta", ...) to run/metrics.json, keeping what is there."""
+    from medattn.engine.inputs import MISSING
+
+    if MISSING.get():  # scored without some modalities: kept beside the full-input scores, not over them
+        key = f"{key}-missing-{'+'.join(MISSING.get())}"
+        metrics = {**metrics, "missing": list(MISSING.get())}
     path = Path(run) / "metrics.json"
     recorded = read_json(path) if path.is_file() else {}
     recorded[key] = metrics

@@ -68,3 +68,10 @@ def grad_scaler(device, enabled: bool):
 
     needed = enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     return torch.amp.GradScaler("cuda", enabled=needed)
+
+
+def model_inputs(x, device) -> tuple:
+    """A training batch's model inputs on `device`, as positional arguments: one tensor (images), or a tuple of
+    tensors a task's batches give (images and a clinical vector per image or bag)."""
+    parts = x if isinstance(x, tuple | list) else (x,)
+    return tuple(part.to(device, non_blocking=True) for part in parts)

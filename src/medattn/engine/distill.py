@@ -34,7 +34,7 @@ class DistillationLoss:
 
         if module.training:
             with torch.no_grad():
-                self.teacher_output = self.teacher(inputs[0])
+                self.teacher_output = self.teacher(*inputs)
 
     def __call__(self, model, output, target, device):
         loss = self.inner(model, output, target, device)

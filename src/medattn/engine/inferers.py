@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from medattn.engine.device import autocast
+from medattn.engine.inputs import apply_missing
 from medattn.progress import console
 
 OVERLAP = 0.5  # sliding window: half-patch overlap, Gaussian blending
@@ -42,6 +43,7 @@ def whole_image(
     from medattn.engine.batch_memory import inference_batch
 
     device = device or next(model.parameters()).device
+    x = apply_missing(model, x)
     was_training = model.training
     model.eval()
     views = [None, *(flips or [])]
@@ -87,6 +89,7 @@ def sliding_window(
     from medattn.engine.slab_window import slab_sliding_window
     from medattn.engine.window_memory import choose_path, estimate_window
 
+    x = apply_missing(model, x[None])[0]
     shape = tuple(x.shape[1:])
     padded = tuple(max(s, p) for s, p in zip(shape, patch, strict=True))
     if padded != shape:

@@ -19,6 +19,22 @@ from medattn.errors import DataError
 
 # `--slice-axis` on evaluate and predict: set for the command's duration by engine/loaded.py's `reading`.
 SLICE_AXIS: ContextVar[int | None] = ContextVar("slice_axis", default=None)
+# `--missing` on evaluate and predict: the named modalities to leave out (models/fusion.py), set the same way.
+MISSING: ContextVar[tuple[str, ...]] = ContextVar("missing", default=())
+
+
+def apply_missing(model, x):
+    """x (B, C, *S) with the modalities `--missing` names made absent (NaN), for a model fused over named
+    modalities; x unchanged when none are missing."""
+    missing = MISSING.get()
+    if not missing:
+        return x
+    names = getattr(model, "modalities", None)
+    if names is None or not hasattr(x, "clone"):
+        raise DataError("--missing: only a PyTorch model trained with --modalities has modalities to leave out")
+    from medattn.models.fusion import blank_modalities
+
+    return blank_modalities(x, names, list(missing))
 
 
 @dataclass

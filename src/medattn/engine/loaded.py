@@ -99,16 +99,22 @@ def tta_flips(config: RunConfig, spatial_dims: int) -> list[int]:
 
 @contextmanager
 def reading(
-    run: str | Path, *, series: str | None = None, slice_axis: int | None = None, backend: str = "torch"
+    run: str | Path,
+    *,
+    series: str | None = None,
+    slice_axis: int | None = None,
+    backend: str = "torch",
+    missing: tuple[str, ...] = (),
 ) -> Iterator[None]:
     """How `evaluate` and `predict` read inputs for `run`, for the duration of the block: `series` (a UID or a
     description) picks one DICOM series in folders holding several (default: the one the run trained on,
     `data.series`); `slice_axis` is the axis a 2D model cuts volumes along, in place of the one its card
-    records; `backend` runs the network in PyTorch or ONNX Runtime (engine/backend.py)."""
+    records; `backend` runs the network in PyTorch or ONNX Runtime (engine/backend.py); `missing` names input
+    modalities to leave out (a model trained with named modalities, models/fusion.py)."""
     from medattn.config import check_slice_axis
     from medattn.data.readers import reading_series
     from medattn.engine.backend import BACKEND, check_backend
-    from medattn.engine.inputs import SLICE_AXIS
+    from medattn.engine.inputs import MISSING, SLICE_AXIS
     from medattn.errors import ConfigError
     from medattn.runs import require_run
     from medattn.tune.ensemble import member_paths
@@ -121,10 +127,11 @@ def reading(
         card = read_json(first / "model.json")
         if InputSpec.from_card(card).spatial_dims != 2:
             raise ConfigError(f"--slice-axis means nothing to {run}: its model is 3D and reads volumes whole")
-    token, engine = SLICE_AXIS.set(slice_axis), BACKEND.set(check_backend(backend))
+    token, engine, absent = SLICE_AXIS.set(slice_axis), BACKEND.set(check_backend(backend)), MISSING.set(missing)
     try:
         with reading_series(series):
             yield
     finally:
         SLICE_AXIS.reset(token)
         BACKEND.reset(engine)
+        MISSING.reset(absent)

@@ -82,7 +82,7 @@ def saved_per_item(model, train_set, *, device, amp: bool) -> int:
     """Bytes autograd keeps for backward per training item, from one forward of a few items."""
     import torch
 
-    from medattn.engine.device import autocast
+    from medattn.engine.device import autocast, model_inputs
 
     items = train_set.order(torch.Generator().manual_seed(0))[: min(MEASURE_ITEMS, len(train_set))]
     streams = {id(g): g for g in [*train_set.generators.values(), *train_set.rank_generators]}
@@ -103,8 +103,9 @@ def saved_per_item(model, train_set, *, device, amp: bool) -> int:
             x, target = train_set.batch(items)
             model.train()
             with autocast(device, amp):
-                output = model(x.to(device))
-            saved[-1] = x.untyped_storage().nbytes()  # the batch itself, whether or not an op keeps it
+                inputs = model_inputs(x, device)
+                output = model(*inputs)
+            saved[-1] = sum(t.untyped_storage().nbytes() for t in inputs)  # the batch, whether or not an op keeps it
             # The loss is not called (a loss may count its calls); what it keeps is taken as two copies of the
             # output (a softmax and its log), each output of a deeply supervised model counted.
             outputs = output if isinstance(output, list | tuple) else [output]

@@ -16,7 +16,7 @@ from medattn.config import RunConfig, save_config
 from medattn.engine import checkpoint as ckpt
 from medattn.engine import distributed
 from medattn.engine.budget import TimeBudget, replanned_schedule
-from medattn.engine.device import autocast, grad_scaler, use_threads
+from medattn.engine.device import autocast, grad_scaler, model_inputs, use_threads
 from medattn.engine.optim import build_optimizer, build_schedule, ema_model
 from medattn.engine.step import end_epoch, optimizer_step, write_history
 from medattn.engine.transfer import load_backbone
@@ -122,7 +122,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
             for step, items in enumerate(distributed.rank_batches(permutation, batch=batch)):
                 x, target = train_set.batch(items)
                 with autocast(device, train_cfg.amp):
-                    output = net(x.to(device, non_blocking=True))
+                    output = net(*model_inputs(x, device))
                 loss = loss_fn(model, output, target, device)
                 optimizer_step(
                     loss,

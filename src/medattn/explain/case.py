@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,3 +17,4 @@ class ExplainCase:
     truth: str  # the true label, value or mask summary, for titles
     mask: np.ndarray | None = None  # (*S) bool lesion mask on the image's grid, where the data has one
     label: int | None = None  # the true class, where there is one (correct / wrong in reports)
+    context: dict = field(default_factory=dict)  # what the task adds to the case's row (a MIL instance's weight)

@@ -76,6 +76,7 @@ def run_explain(
                 "truth": case.truth,
                 "target": explained.target,
                 "files": write_explanation(explained, out, npy=npy),
+                **({"context": case.context} if case.context else {}),
             }
         )
     return {"run": str(run.path), "task": run.task, "methods": methods, "out": str(out), "explanations": rows}

@@ -46,12 +46,19 @@ class MultiHeadAttention(nn.Module):
         batch, length, _ = t.shape  # (B, L, heads * head_dim)
         return t.reshape(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, h, L, d)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, *, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`keep` (B, M) bool, optional: the context tokens that may be attended to (a query with none gets 0)."""
         source = x if context is None else context  # (B, M, context_dim)
         q = self._split_heads(self.to_q(x))  # (B, h, N, d)
         k, v = (self._split_heads(t) for t in self.to_kv(source).chunk(2, dim=-1))  # (B, h, M, d)
         scores = q @ k.transpose(-2, -1) * self.scale  # (B, h, N, M)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
         probs = self.dropout(self.attend(scores))  # (B, h, N, M), rows sum to 1 before dropout
+        if keep is not None:
+            probs = torch.nan_to_num(probs, nan=0.0)  # a row with nothing to attend to
         out = probs @ v  # (B, h, N, d)
         batch, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim)  # (B, N, h * d)

@@ -12,6 +12,7 @@ from medattn.models import (  # noqa: F401  (each registers its models)
     faster_rcnn,
     hybrid,
     inception,
+    mil,
     mobile,
     monai_nets,
     resnet,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from medattn.errors import ConfigError, DataError
 from medattn.registry import TASKS
-from medattn.tasks import classify, detect, regress, segment, translate  # noqa: F401  (each registers its task)
-from medattn.tasks.base import Task
+from medattn.tasks import classify, detect, mil, regress, segment, translate  # noqa: F401  (each registers its task)
+from medattn.tasks.base import Task, requirements_met
 
 
 @cache
@@ -27,13 +27,14 @@ def all_tasks() -> list[Task]:
     return [get_task(entry.name) for entry in TASKS]
 
 
-def task_for_data(path: str | Path) -> Task:
-    """The task whose data layout `path` is (a mask folder: segmentation; continuous targets: regression; ...)."""
+def task_for_data(path: str | Path, *, config=None) -> Task:
+    """The task whose data layout `path` is (a mask folder: segmentation; continuous targets: regression; ...);
+    a task that requires options (`Task.requires`) is asked only when `config` sets them."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
     for task in sorted(all_tasks(), key=lambda t: t.recognition_order):  # the most specific layouts first
-        if task.recognises(path):
+        if requirements_met(config, task) and task.recognises(path):
             return task
     raise DataError(f"{path}: no task recognises this data; pass --task ({', '.join(TASKS.names())})")
 
@@ -44,7 +45,7 @@ def task_for_config(config) -> Task:
         return get_task(config.task)
     if not config.data.path:
         raise ConfigError("--data is required (or data.path in --config)")
-    return task_for_data(config.data.path)
+    return task_for_data(config.data.path, config=config)
 
 
 def task_for_run(run: str | Path) -> Task:

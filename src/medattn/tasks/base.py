@@ -48,6 +48,13 @@ OPTIONAL_FIELDS = {
     "data.target_channels": None,
     "data.degrade": None,
     "data.target_range": None,
+    "data.bag": None,
+    "data.clinical": None,
+    "data.clinical_columns": None,
+    "data.clinical_fusion": None,
+    "data.modalities": None,
+    "model.fusion": None,
+    "train.modality_dropout": 0.0,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -64,6 +71,13 @@ FLAGS = {
     "data.target_channels": "--target-channels",
     "data.degrade": "--degrade",
     "data.target_range": "--range",
+    "data.bag": "--bag",
+    "data.clinical": "--clinical",
+    "data.clinical_columns": "--clinical-columns",
+    "data.clinical_fusion": "--clinical-fusion",
+    "data.modalities": "--modalities",
+    "model.fusion": "--fusion",
+    "train.modality_dropout": "--modality-dropout",
 }
 
 
@@ -137,6 +151,9 @@ class Task(ABC):
     explains: ClassVar[bool] = True  # `medattn explain`'s maps apply (a class score, an output or a region)
     recognition_order: ClassVar[int] = 50  # lower asks first: the most specific data layouts before catch-alls
     legacy_names: ClassVar[tuple[str, ...]] = ()  # label types older configs and cards gave as the task
+    # optional fields without which the task cannot read its data: recognising data, a task is only asked when
+    # they are set (a CSV path,label is a bag set with --bag, plain images without it)
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     # -- data -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -186,6 +203,10 @@ class Task(ABC):
             section, name = key.split(".")
             if getattr(getattr(config, section), name) is None:
                 setattr(getattr(config, section), name, value)
+        if config.data.modalities:  # the model fused over the named modalities (models/fusion.py)
+            from medattn.models.fusion import fusion_options
+
+            config.model.options = fusion_options(config, data.in_channels)
         modality = config.data.modality if config.data.modality != "auto" else data.modality
         config.data.augment = resolve_augment(config.data.augment, spatial_dims=data.spatial_dims, modality=modality)
         if config.train.epochs == 0:
@@ -322,6 +343,13 @@ class Task(ABC):
     def demo_files(self, config: RunConfig) -> list[Path]:
         """Files the demo predicts on after training."""
         return []
+
+
+def requirements_met(config: RunConfig | None, task: Task) -> bool:
+    """Every field in `task.requires` is set in `config` (no config: only tasks that require nothing)."""
+    if config is None:
+        return not task.requires
+    return all(getattr(getattr(config, k.split(".")[0]), k.split(".")[1]) != OPTIONAL_FIELDS[k] for k in task.requires)
 
 
 def check_fields(config: RunConfig, task: Task) -> None:

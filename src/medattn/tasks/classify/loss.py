@@ -50,6 +50,20 @@ def build_loss(*, task: str, loss: str, counts: list[int], n: int, gamma: float 
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=smoothing)
 
 
+def task_loss(config, data):
+    """The loss(logits, labels) a run's config asks for, from a source with `labels` and `class_counts` (a
+    classification source, or MIL's bags)."""
+    source = data.source
+    return build_loss(
+        task=source.labels,
+        loss=config.train.loss,
+        counts=source.class_counts("train"),
+        n=data.n_train,
+        gamma=config.train.focal_gamma,
+        smoothing=config.train.label_smoothing,
+    )
+
+
 def probabilities(logits, task: str):
     """Model outputs to probabilities: sigmoid per label for multi-label, softmax otherwise (tensors, or arrays
     from an ONNX Runtime network)."""

@@ -16,6 +16,7 @@ from medattn.data.images import ImageData, load_images
 from medattn.errors import DataError
 from medattn.registry import TASKS
 from medattn.tasks.base import TaskData, auto_epochs
+from medattn.tasks.classify.scores import ClassScores
 from medattn.tasks.classify.train_set import ClassTrainSet
 from medattn.tasks.images import DEFAULT_MODEL, DEFAULT_OPTIONS, ImageTask
 
@@ -27,7 +28,7 @@ BATCH = 64
 
 
 @TASKS.register("classification", tasks=(), description="one label (or several) per image: binary, multi-class, ...")
-class ClassificationTask(ImageTask):
+class ClassificationTask(ClassScores, ImageTask):
     name = "classification"
     description = "one label (or several) per image"
     layouts = "a MedMNIST-layout .npz, a folder of class folders (optionally under train/val/test), a CSV path,label"
@@ -40,6 +41,9 @@ class ClassificationTask(ImageTask):
             "train.label_smoothing",
             "train.mixup",
             "train.cutmix",
+            "data.modalities",
+            "model.fusion",
+            "train.modality_dropout",
         }
     )
     losses = ("ce", "weighted_ce", "focal")
@@ -115,40 +119,17 @@ class ClassificationTask(ImageTask):
         return "sigmoid" if data.source.labels == "multilabel" else "softmax"  # as loss.probabilities
 
     def loss(self, config: RunConfig, data: TaskData):
-        from medattn.tasks.classify.loss import MixedLoss, build_loss
+        from medattn.tasks.classify.loss import MixedLoss, task_loss
 
-        source = data.source
-        base = build_loss(
-            task=source.labels,
-            loss=config.train.loss,
-            counts=source.class_counts("train"),
-            n=data.n_train,
-            gamma=config.train.focal_gamma,
-            smoothing=config.train.label_smoothing,
-        )
-        return MixedLoss(base)
+        return MixedLoss(task_loss(config, data))
 
     def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict:
-        import torch
-
-        from medattn.tasks.classify.metrics import classification_metrics
         from medattn.tasks.classify.predict import predict_probs
+        from medattn.tasks.classify.scores import validation_scores
 
         labels, val = data.source.labels, data.extra["images"].val
         probs = predict_probs(model, val.x, labels=labels, device=device, amp=amp)
-        scores = classification_metrics(val.y.numpy(), probs, task=labels, ci=False)
-        with torch.no_grad():  # loss from probabilities: the same value the loss gives on logits for CE
-            p = torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)
-            logits = p.log() if labels != "multilabel" else (p / (1 - p)).log()
-            scores["loss"] = float(loss_fn.base(logits.float(), val.y))
-        return {k: v for k, v in scores.items() if isinstance(v, int | float | str)}
-
-    def history_scores(self, scores: dict) -> dict:
-        return {k: scores[k] for k in ("loss", "auc", "acc", "balanced_acc")}
-
-    def progress_text(self, scores: dict, best: dict) -> str:
-        best_auc = best["scores"].get("auc", math.nan)
-        return f"val auc {scores['auc']:.3f} acc {scores['acc']:.3f} (best auc {best_auc:.3f})"
+        return validation_scores(val.y.numpy(), probs, labels=labels, loss_fn=loss_fn)
 
     def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
         from medattn.tasks.classify.predict import decision_threshold

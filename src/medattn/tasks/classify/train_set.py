@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medattn.config import RunConfig
 from medattn.data.image_batches import ImageTrainSet
+from medattn.data.modality_dropout import modality_dropout
 from medattn.tasks.classify.mixing import Mixer
 
 
@@ -15,6 +16,7 @@ class ClassTrainSet(ImageTrainSet):
         self.num_classes = num_classes
         self.sampler = "shuffle"
         self.mixer = None
+        self.dropout = None  # modality dropout, after augmentation and mixing
 
     def configure(self, config: RunConfig) -> None:
         import torch
@@ -25,6 +27,7 @@ class ClassTrainSet(ImageTrainSet):
         self.mixer = Mixer(mixup=config.train.mixup, cutmix=config.train.cutmix, generator=generator)
         self.generators["mixing"] = generator
         self.rank_generators.append(generator)
+        self.dropout = modality_dropout(self, config, seed=self.seed + 3)
 
     def order(self, generator):
         """Indices of one epoch: a shuffle, or draws that give every class the same expected share."""
@@ -39,7 +42,9 @@ class ClassTrainSet(ImageTrainSet):
 
     def batch(self, items) -> tuple:
         x, y = super().batch(items)
-        if not self.mixer.active:
-            return x, (y, None, 1.0)
-        x, partner, lam = self.mixer(x)
+        partner, lam = None, 1.0
+        if self.mixer.active:
+            x, partner, lam = self.mixer(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
         return x, (y, partner, lam)

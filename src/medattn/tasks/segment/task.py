@@ -31,7 +31,16 @@ class SegmentationTask(Task):
     description = "a label per pixel or voxel"
     layouts = "a folder with images/ and masks/ (same names), an MSD dataset.json, a CSV image,mask"
     model_tag = "segmentation"
-    fields = frozenset({"data.patch", "data.spacing", "train.foreground_fraction"})
+    fields = frozenset(
+        {
+            "data.patch",
+            "data.spacing",
+            "train.foreground_fraction",
+            "data.modalities",
+            "model.fusion",
+            "train.modality_dropout",
+        }
+    )
     losses = ("dice_ce", "focal", "tversky")
     select_metrics = ("dice",)
     lower_is_better = frozenset({"loss", "hd95_mm"})

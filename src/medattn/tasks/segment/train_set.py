@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medattn.config import RunConfig
+from medattn.data.modality_dropout import modality_dropout
 from medattn.data.patches import PatchSampler
 
 FOREGROUND_FRACTION = 0.33  # share of training patches centred on a labelled voxel (train.foreground_fraction)
@@ -29,6 +30,7 @@ class PatchTrainSet:
         self.generators = {"patches": positions}
         self.rank_generators = [positions]
         self.augment = None
+        self.dropout = None  # modality dropout, after augmentation
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -39,9 +41,11 @@ class PatchTrainSet:
         self.augment = PairedAugment(config.data.augment, spatial_dims=self.spatial_dims, seed=self.seed + 1)
         self.generators.update(self.augment.generators)
         self.rank_generators += list(self.augment.generators.values())
+        self.dropout = modality_dropout(self, config, seed=self.seed + 4)
 
     def order(self, generator):
         return self.sampler.epoch(generator)
 
     def batch(self, items) -> tuple:
-        return self.augment(*self.sampler.batch(items))
+        x, y = self.augment(*self.sampler.batch(items))
+        return (x if self.dropout is None else self.dropout(x)), y

@@ -1,0 +1,215 @@
+"""Multimodal benchmark on lgg_mri (T1, FLAIR, T1-Gd slices of 65 patients; split by patient, one seed).
+
+    .venv/bin/python benchmarks/multimodal.py --quick     # 16 patients for segmentation, few epochs (about 30 min)
+    .venv/bin/python benchmarks/multimodal.py             # every patient, longer training (hours on this CPU)
+    .venv/bin/python benchmarks/multimodal.py --parts mil # one part; finished units are kept (resumable)
+
+Segmentation of the FLAIR abnormality with each fusion (early, late, hemis, cross_attention), with and without
+modality dropout, scored on every non-empty subset of the three sequences (`evaluate --missing all-subsets`):
+Dice with its 95% bootstrap CI over the test split's images. Patient-level grade (II vs III, clinical.csv's
+neoplasm_histologic_grade) by attention MIL from the slices, with and without age and sex, in 5-fold
+cross-validation by patient: the out-of-fold bag probabilities of all 65 patients pooled into one AUC with its
+bootstrap CI (65 patients give wide intervals). Each finished unit is written to results/multimodal.json at once,
+so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from common import write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "lgg_mri"
+FUSIONS = ("early", "late", "hemis", "cross_attention")
+SEQUENCES = "t1,flair,t1c"
+CLINICAL = "age_at_initial_pathologic,gender"
+FOLDS = 5
+
+
+def medattn(*args) -> dict:
+    """One `medattn ... --json` command in its own process on one thread; its JSON."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "medattn", *map(str, args), "--json"], capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"medattn {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def patients() -> list[dict]:
+    return list(csv.DictReader((DATA / "manifest.csv").open()))
+
+
+def segmentation_folder(work: Path, count: int | None) -> Path:
+    """images/, masks/ and manifest.csv of the first `count` patients (all: None), linked to the real files."""
+    rows = patients()
+    chosen = sorted({r["patient_id"] for r in rows})[:count]
+    rows = [r for r in rows if r["patient_id"] in chosen]
+    folder = work / f"lgg-{len(chosen)}"
+    if not (folder / "manifest.csv").is_file():
+        for sub in ("images", "masks"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for r in rows:
+                link = folder / sub / r["file"]
+                if not link.exists():
+                    link.symlink_to(DATA / sub / r["file"])
+        lines = ["file,patient_id", *(f"{r['file']},{r['patient_id']}" for r in rows)]
+        (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def segmentation_unit(folder: Path, run: Path, *, fusion: str, dropout: float, epochs: int) -> dict:
+    shutil.rmtree(run, ignore_errors=True)  # an unfinished unit starts again
+    args = ["train", "--data", folder, "--out", run, "--modalities", SEQUENCES, "--fusion", fusion]
+    if dropout:
+        args += ["--modality-dropout", dropout]
+    trained = medattn(*args, "--epochs", epochs, "--patch", 128)
+    scored = medattn("evaluate", run, "--missing", "all-subsets")
+    return {
+        "fusion": fusion,
+        "modality_dropout": dropout,
+        "epochs": trained["epochs_run"],
+        "dice": {s: [m["dice_mean"], *m["dice_mean_ci"]] for s, m in scored["subsets"].items()},
+        "n_test_images": next(iter(scored["subsets"].values()))["n"],
+    }
+
+
+def grade_folds(work: Path, *, every: int, seed: int) -> list[Path]:
+    """One CSV per fold: the slices (every `every`-th) of each patient labelled with its grade; the fold's
+    patients are test, an eighth of the others validation (stratified by grade in both)."""
+    grades = {r["patient_id"]: r["neoplasm_histologic_grade"] for r in csv.DictReader((DATA / "clinical.csv").open())}
+    rows = [r for r in patients() if int(r["slice_number"]) % every == 0]
+    rng = np.random.default_rng(seed)
+    by_grade = {g: rng.permutation(sorted(p for p in grades if grades[p] == g)).tolist() for g in set(grades.values())}
+    fold_of = {p: i % FOLDS for members in by_grade.values() for i, p in enumerate(members)}
+    paths = []
+    for k in range(FOLDS):
+        val = {p for members in by_grade.values() for p in [m for m in members if fold_of[m] != k][::8]}
+        lines = ["path,label,patient_id,split"]
+        for r in rows:
+            p = r["patient_id"]
+            split = "test" if fold_of[p] == k else "val" if p in val else "train"
+            lines.append(f"{DATA / 'images' / r['file']},{grades[p]},{p},{split}")
+        path = work / f"grade-fold{k}.csv"
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
+def mil_unit(fold: Path, run: Path, *, clinical: bool, epochs: int, size: int) -> dict:
+    shutil.rmtree(run, ignore_errors=True)
+    args = ["train", "--data", fold, "--bag", "patient_id", "--out", run, "--size", size, "--epochs", epochs]
+    if clinical:
+        args += ["--clinical", DATA / "clinical.csv", "--clinical-columns", CLINICAL]
+    medattn(*args)
+    scored = medattn("evaluate", run, "--split", "test")
+    return {
+        "bags": [{"bag": b["bag"], "label": b["label"], "p_grade_iii": b["probabilities"]["2"]} for b in scored["bags"]]
+    }
+
+
+def pooled(units: list[dict]) -> dict:
+    """AUC, accuracy and balanced accuracy of the pooled out-of-fold bag probabilities, with bootstrap CIs."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from medattn.tasks.classify.metrics import classification_metrics
+
+    bags = [b for unit in units for b in unit["bags"]]
+    truth = np.asarray([int(b["label"] == "2") for b in bags])
+    p = np.asarray([b["p_grade_iii"] for b in bags])
+    metrics = classification_metrics(truth, np.stack([1 - p, p], axis=1), task="binary", threshold=0.5)
+    return {k: metrics[k] for k in ("n", "auc", "auc_ci", "acc", "acc_ci", "balanced_acc")}
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Multimodal benchmark (lgg_mri, split by patient, seed 0)", ""]
+    seg = results.get("segmentation", {})
+    if seg:
+        subsets = list(next(iter(seg.values()))["dice"])
+        lines += ["## FLAIR-abnormality segmentation: test Dice (95% CI) by the sequences present", ""]
+        lines += ["| fusion | dropout | " + " | ".join(subsets) + " |", "|---|---:|" + "---:|" * len(subsets)]
+        for unit in seg.values():
+            cells = [f"{d:.3f} ({lo:.2f}-{hi:.2f})" for d, lo, hi in unit["dice"].values()]
+            lines.append(f"| {unit['fusion']} | {unit['modality_dropout']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    mil = results.get("mil", {})
+    if mil:
+        lines += ["## Grade II vs III by attention MIL, 5-fold CV by patient (pooled out-of-fold, 95% CI)", ""]
+        lines += ["| inputs | patients | AUC | accuracy at 0.5 | balanced accuracy |", "|---|---:|---:|---:|---:|"]
+        for name, row in mil.items():
+            cell = lambda k, r=row: f"{r[k]:.3f} ({r[k + '_ci'][0]:.2f}-{r[k + '_ci'][1]:.2f})"  # noqa: E731
+            lines.append(f"| {name} | {row['n']} | {cell('auc')} | {cell('acc')} | {row['balanced_acc']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="16 patients for segmentation and short training")
+    parser.add_argument("--parts", default="segmentation,mil")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "multimodal-bench"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "multimodal"))
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"no data at {DATA}", file=sys.stderr)
+        return 1
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    results = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+    if results.get("quick", args.quick) != args.quick:
+        results = {}  # a quick and a full run are not mixed
+    results["quick"] = args.quick
+    units = results.setdefault("units", {})
+
+    def unit(key: str, make) -> dict:
+        if key not in units:
+            units[key] = make()
+            write_results(out, results, markdown(summaries(results)))
+            print(f"{key}: done", file=sys.stderr)
+        return units[key]
+
+    parts = args.parts.split(",")
+    if "mil" in parts:
+        folds = grade_folds(work, every=4 if args.quick else 2, seed=0)
+        for clinical in (False, True):
+            for k, fold in enumerate(folds):
+                name = f"mil-{'clinical' if clinical else 'images'}-fold{k}"
+                unit(name, lambda f=fold, n=name, c=clinical: mil_unit(
+                    f, work / n, clinical=c, epochs=15 if args.quick else 30, size=64 if args.quick else 128
+                ))  # fmt: skip
+    if "segmentation" in parts:
+        folder = segmentation_folder(work, 16 if args.quick else None)
+        for fusion in FUSIONS:
+            for dropout in (0.0, 0.3):
+                name = f"seg-{fusion}-{dropout}"
+                unit(name, lambda n=name, f=fusion, d=dropout: segmentation_unit(
+                    folder, work / n, fusion=f, dropout=d, epochs=3 if args.quick else 30
+                ))  # fmt: skip
+    write_results(out, summaries(results), markdown(summaries(results)))
+    return 0
+
+
+def summaries(results: dict) -> dict:
+    units = results.get("units", {})
+    seg = {k: v for k, v in units.items() if k.startswith("seg-")}
+    mil = {}
+    for inputs in ("images", "clinical"):
+        folds = [units[f"mil-{inputs}-fold{k}"] for k in range(FOLDS) if f"mil-{inputs}-fold{k}" in units]
+        if len(folds) == FOLDS:
+            mil["slices" if inputs == "images" else "slices + age, sex"] = pooled(folds)
+    return {"quick": results.get("quick"), "units": units, "segmentation": seg, "mil": mil}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""`evaluate --missing`: a run trained on named modalities scored without some of them, or on every non-empty
+subset (`all-subsets`), each subset's metrics recorded beside the full-input ones in metrics.json."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+from medattn.errors import ConfigError
+
+ALL = "all-subsets"
+
+
+def run_modalities(run: Path) -> list[str]:
+    """The modalities the run's model is fused over (its card), or an error saying there are none."""
+    from medattn.engine.loaded import read_card
+    from medattn.runs import require_run
+    from medattn.tune.ensemble import member_paths
+
+    card = read_card(require_run(member_paths(Path(run))[0]))
+    names = card["model"]["options"].get("modalities")
+    if not names:
+        raise ConfigError(f"--missing: {run} was not trained with named modalities (train --modalities a,b,c)")
+    return list(names)
+
+
+def missing_sets(run: Path, text: str) -> list[tuple[str, ...]]:
+    """The modalities to leave out, per evaluation: one set from `a,b`, or every non-empty subset's complement."""
+    names = run_modalities(run)
+    if text != ALL:
+        return [tuple(part.strip() for part in text.split(",") if part.strip())]
+    present = [c for k in range(len(names), 0, -1) for c in combinations(names, k)]
+    return [tuple(n for n in names if n not in kept) for kept in present]
+
+
+def evaluate_missing(task, run: Path, text: str, *, reading, **options) -> dict:
+    """Metrics without the modalities `text` names; with all-subsets, {"subsets": {"t1+flair": metrics, ...}}."""
+    names = run_modalities(run)
+    results = {}
+    for absent in missing_sets(run, text):
+        with reading(missing=absent):
+            metrics = task.evaluate(run, **options)
+        results["+".join(n for n in names if n not in absent)] = metrics
+    if text != ALL:
+        return next(iter(results.values()))
+    first = next(iter(results.values()))
+    headline = task.fold_metric if task.fold_metric in first else f"{task.fold_metric}_mean"  # dice: dice_mean
+    table = {subset: metrics.get(headline) for subset, metrics in results.items()}
+    return {
+        "run": str(run),
+        "missing": ALL,
+        "modalities": names,
+        "metric": headline,
+        "table": table,
+        "subsets": results,
+    }
+
+
+def print_subsets(payload: dict) -> None:
+    print(f"{payload['run']}: {payload['metric']} by the modalities present")
+    for subset, metrics in payload["subsets"].items():
+        ci = metrics.get(f"{payload['metric']}_ci")
+        interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        print(f"  {subset:<30} {metrics.get(payload['metric'], float('nan')):.4f}{interval}")
