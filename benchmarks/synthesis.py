@@ -9,9 +9,10 @@ Steps, each kept in --work and reused when the script is run again (a killed tra
 checkpoint): train the DDPM with the synthesis defaults on the official train split; generate --ratio x 546
 images in the training class proportions (an .npz in MedMNIST's layout); for each seed train the default
 classifier on the real images alone and on real + synthetic (`--synthetic`, the same seed, epochs sized by the
-task's rule from the images it sees, so both see about the same number of images); score the official test split.
-FID uses the seed-0 real-only classifier's features. Writes results/synthesis.json and results/synthesis.md after
-every step, so an interrupted run still reports what finished.
+task's rule from the images it sees, so both see about the same number of images); score the official test
+split. FID uses the first seed's real-only classifier's features, and is measured right after that seed's pair.
+Writes results/synthesis.json and results/synthesis.md after every step, so an interrupted run still reports
+what finished.
 """
 
 from __future__ import annotations
@@ -171,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         mixed = _cached(work / f"mixed-seed{seed}.json", lambda s=seed: classifier(s, work, synthetic, args.ratio))
         payload["pairs"].append({"seed": seed, "real": real, "mixed": mixed, "difference": mixed["auc"] - real["auc"]})
         report()
-    payload["fidelity"] = _cached(
-        work / "fidelity.json",
-        lambda: evaluate_generator(work / "ddpm", data=None, split="test", features=str(work / f"real-seed{seeds[0]}")),
-    )
-    report()
+        if seed == seeds[0]:  # fidelity needs only the first real-only classifier: measured before the other seeds
+            features = str(work / f"real-seed{seed}")
+            payload["fidelity"] = _cached(
+                work / "fidelity.json",
+                lambda f=features: evaluate_generator(work / "ddpm", data=None, split="test", features=f),
+            )
+            report()
     return 0
 
 

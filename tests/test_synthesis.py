@@ -1,6 +1,6 @@
 """Synthesis (`--task synthesis`, `medattn generate`, `--synthetic`): a short DDPM training on BreastMNIST whose
-samples sit far closer to real images than noise does in a classifier's feature space, the generate -> train round
-trip in both layouts, and the diffusion arithmetic."""
+samples sit far closer to real images than noise does in a classifier's feature space (slow), the generate ->
+train round trip in both layouts and evaluate's CLI path on a tiny phantom run, and the diffusion arithmetic."""
 
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from medattn.errors import ConfigError, DataError, MedattnError
 from medattn.registry import create_model
 from medattn.tasks.synthesis.diffusion import cosine_alpha_bar, ddim_steps, noised, pack, sample
 from medattn.tasks.synthesis.generate import share, to_stored
-from run_cli import invoke, run
+from run_cli import invoke
 
 BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
 needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not staged at {BREAST}")
@@ -26,109 +26,113 @@ def _config(tmp: Path, name: str, body: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A small DDPM and a small classifier, both on BreastMNIST at 16 px (a few minutes of CPU would be 28 px)."""
-    tmp = tmp_path_factory.mktemp("synthesis")
+def breast(tmp_path_factory):
+    """A small DDPM and a small classifier, both on BreastMNIST at 16 px (28 px takes minutes of CPU)."""
+    tmp = tmp_path_factory.mktemp("breast")
     data = {"path": str(BREAST), "size": [16, 16]}
-    generator = _config(
-        tmp,
-        "ddpm",
-        {
-            "task": "synthesis",
-            "data": data,
-            "model": {"name": "ddpm_unet", "options": {"widths": [16, 32], "depth": 1}},
-            "train": {"epochs": 25, "threads": 1, "ema": 0.99},
-        },
-    )
-    classifier = _config(
-        tmp,
-        "cls",
-        {
-            "data": data,
-            "model": {"name": "attn_resnet", "options": {"widths": [16, 32, 64], "depths": [1, 1, 1]}},
-            "train": {"epochs": 4, "threads": 1},
-        },
-    )
-    invoke("train", "--config", generator, "--out", tmp / "ddpm", "--json")
-    invoke("train", "--config", classifier, "--out", tmp / "cls", "--json")
+    generator = {
+        "task": "synthesis",
+        "data": data,
+        "model": {"name": "ddpm_unet", "options": {"widths": [16, 32], "depth": 1}},
+        "train": {"epochs": 25, "threads": 1, "ema": 0.99},
+    }
+    classifier = {
+        "data": data,
+        "model": {"name": "attn_resnet", "options": {"widths": [16, 32, 64], "depths": [1, 1, 1]}},
+        "train": {"epochs": 4, "threads": 1},
+    }
+    invoke("train", "--config", _config(tmp, "ddpm", generator), "--out", tmp / "ddpm", "--json")
+    invoke("train", "--config", _config(tmp, "cls", classifier), "--out", tmp / "cls", "--json")
     return tmp
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One epoch of a tiny DDPM and of a tiny classifier on a 16-px phantom set: runs to generate from."""
+    from medattn.data.phantom import save_medmnist_npz
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    data = save_medmnist_npz(tmp / "phantom.npz", n_train=40, n_val=10, n_test=10, size=16, seed=0)
+    generator = {
+        "task": "synthesis",
+        "data": {"path": str(data)},
+        "model": {"name": "ddpm_unet", "options": {"widths": [8, 16], "depth": 1}},
+        "train": {"epochs": 1, "threads": 1},
+    }
+    invoke("train", "--config", _config(tmp, "ddpm", generator), "--out", tmp / "ddpm", "--json")
+    invoke("train", "--data", data, "--model", "cnn", "--epochs", 1, "--out", tmp / "cls", "--json")
+    return tmp
+
+
+@pytest.mark.slow
 @needs_breast
-def test_samples_are_far_closer_to_real_images_than_noise_is(runs):
-    metrics = invoke("evaluate", runs / "ddpm", "--features", runs / "cls", "--json")
+def test_samples_are_far_closer_to_real_images_than_noise_is(breast):
+    from medattn.tasks.synthesis.report import evaluate_run
+
+    metrics = evaluate_run(breast / "ddpm", data=None, split="test", features=str(breast / "cls"), max_samples=300)
     fid = metrics["fid"]
     assert fid["samples_vs_real"] < 0.5 * fid["noise_vs_real"], fid
     assert fid["train_vs_real"] < fid["samples_vs_real"]  # real against real is the floor
     assert set(fid["per_class"]) == {"malignant", "normal, benign"}
     nearest = metrics["nearest"]
-    assert nearest["samples"]["n"] == metrics["samples"] == 546
+    assert nearest["samples"]["n"] == metrics["samples"] == 300
     assert len(nearest["closest_pairs"]) == 8
     assert Path(nearest["picture"]).is_file()
     # the generator has not copied its training images: samples are no closer to them than real held-out ones
     assert nearest["samples"]["median"] > 0.5 * nearest["held_out"]["median"]
-    assert (runs / "ddpm" / "report.html").is_file()
 
 
-@needs_breast
-def test_generated_images_round_trip_into_a_classifiers_training_split(runs, tmp_path):
-    folders = invoke("generate", runs / "ddpm", "--n", 20, "--out", tmp_path / "gen", "--steps", 10, "--json")
-    assert folders["per_class"] == {"malignant": 5, "normal, benign": 15}  # BreastMNIST's 147:399
-    assert len(list((tmp_path / "gen" / "malignant").glob("*.png"))) == 5
+def test_generated_images_round_trip_into_a_classifiers_training_split(tiny, tmp_path):
+    folders = invoke("generate", tiny / "ddpm", "--n", 10, "--out", tmp_path / "gen", "--steps", 5, "--json")
+    assert folders["per_class"] == {"0": 5, "1": 5}  # the phantom's classes are balanced
+    assert len(list((tmp_path / "gen" / "1").glob("*.png"))) == 5
     one = invoke(
-        "generate",
-        runs / "ddpm",
-        "--n",
-        12,
-        "--label",
-        "malignant",
-        "--out",
-        tmp_path / "m.npz",
-        "--steps",
-        10,
-        "--json",
+        "generate", tiny / "ddpm", "--n", 6, "--label", "1", "--out", tmp_path / "m.npz", "--steps", 5, "--json"
     )
-    assert one["per_class"] == {"malignant": 12, "normal, benign": 0}
+    assert one["per_class"] == {"0": 0, "1": 6}
     with np.load(tmp_path / "m.npz") as archive:
-        assert archive["train_images"].shape == (12, 16, 16)
-        assert archive["train_images"].dtype == np.uint8
-        assert archive["train_labels"].ravel().tolist() == [0] * 12
-        assert archive["train_images"].std() > 5  # images, not a constant
+        assert archive["train_images"].shape == (6, 16, 16)
+        assert archive["train_images"].dtype == np.uint8  # the phantom's stored type
+        assert archive["train_labels"].ravel().tolist() == [1] * 6
     from medattn.tasks import get_task
 
     with pytest.raises(MedattnError, match="already exists"):
         get_task("synthesis").generate(
-            runs / "ddpm", n=1, label=None, out=tmp_path / "m.npz", seed=0, steps=2, guidance=None, overwrite=False
+            tiny / "ddpm", n=1, label=None, out=tmp_path / "m.npz", seed=0, steps=2, guidance=None, overwrite=False
         )
 
-    for synthetic, ratio, expected in ((tmp_path / "m.npz", "0.02", [11, 0]), (tmp_path / "gen", "1", [5, 15])):
+    data = tiny / "phantom.npz"
+    for synthetic, ratio, expected in ((tmp_path / "m.npz", "0.1", [0, 4]), (tmp_path / "gen", "1", [5, 5])):
         out = tmp_path / f"cls-{ratio}"
         invoke(
-            "train", "--data", BREAST, "--size", "16", "--epochs", 1, "--model", "cnn", "--out", out,
+            "train", "--data", data, "--epochs", 1, "--model", "cnn", "--out", out,
             "--synthetic", synthetic, "--synthetic-ratio", ratio, "--json",
         )  # fmt: skip
         card = yaml.safe_load((out / "model.json").read_text())
         mixed = card["training_data"]["synthetic"]
         assert mixed["class_counts"] == expected
         assert mixed["images"] == sum(expected)
-        assert card["training_data"]["splits"] == {"train": 546, "val": 78, "test": 156}  # val and test stay real
+        assert card["training_data"]["splits"] == {"train": 40, "val": 10, "test": 10}  # val and test stay real
+    report = invoke("evaluate", tiny / "ddpm", "--features", tiny / "cls", "--json")  # the CLI path, quickly
+    assert report["samples"] == 40
+    assert report["fid"]["features"] == str(tiny / "cls")
+    assert (tiny / "ddpm" / "report.html").is_file()
 
 
-@needs_breast
-def test_options_that_mean_nothing_are_refused(runs, tmp_path):
+def test_options_that_mean_nothing_are_refused(tiny, tmp_path):
     from medattn.config import RunConfig
 
     with pytest.raises(ConfigError, match="needs data.synthetic"):
-        RunConfig.from_dict({"data": {"path": str(BREAST), "synthetic_ratio": 2.0}})
+        RunConfig.from_dict({"data": {"path": "x.npz", "synthetic_ratio": 2.0}})
     from medattn.tasks import get_task
 
     with pytest.raises(ConfigError, match="does not generate images"):
         get_task("classification").generate(
-            runs / "cls", n=1, label=None, out=tmp_path / "x.npz", seed=0, steps=2, guidance=None, overwrite=False
+            tiny / "cls", n=1, label=None, out=tmp_path / "x.npz", seed=0, steps=2, guidance=None, overwrite=False
         )
     with pytest.raises(ConfigError, match="not a class of this run"):
         get_task("synthesis").generate(
-            runs / "ddpm", n=1, label="cyst", out=tmp_path / "x.npz", seed=0, steps=2, guidance=None, overwrite=False
+            tiny / "ddpm", n=1, label="cyst", out=tmp_path / "x.npz", seed=0, steps=2, guidance=None, overwrite=False
         )
     from medattn.data.raster import write_raster
     from medattn.tasks.classify.sources import open_source
@@ -137,9 +141,12 @@ def test_options_that_mean_nothing_are_refused(runs, tmp_path):
     (tmp_path / "odd" / "cyst").mkdir(parents=True)
     write_raster(tmp_path / "odd" / "cyst" / "a.png", np.zeros((1, 16, 16), np.uint8))
     with pytest.raises(DataError, match="cyst"):
-        synthetic_labels(open_source(BREAST), open_source(tmp_path / "odd"))
-    result = run("evaluate", runs / "cls", "--help")
-    assert "--features" in result
+        synthetic_labels(open_source(tiny / "phantom.npz"), open_source(tmp_path / "odd"))
+    from medattn.cli import evaluate
+
+    options = {"data": None, "split": "test", "tta": False, "series": None, "slice_axis": None, "backend": "torch"}
+    with pytest.raises(ConfigError, match="--features means nothing"):
+        evaluate(tiny / "cls", features=str(tiny / "cls"), as_json=True, **options)
 
 
 def test_the_denoiser_reads_step_and_class_from_its_packed_input():

@@ -224,7 +224,9 @@ def evaluate(
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     features: str = typer.Option(
-        None, "--features", help="runs that make images: a classification run whose features FID is measured in"
+        None,
+        "--features",
+        help="runs that make images: a classifier run on the real data, in whose features FID is measured",
     ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
@@ -250,7 +252,7 @@ def evaluate(
 
 @app.command()
 def generate(
-    run: Path = typer.Argument(..., help="a finished run of a task that makes images (`--task synthesis`)"),
+    run: Path = typer.Argument(..., help="a finished run of a task that makes images (see `medattn tasks`)"),
     n: int = typer.Option(1000, "--n", help="how many images"),
     label: str = typer.Option(
         None, "--label", help="their class, by name or index (default: every class, in the training proportions)"

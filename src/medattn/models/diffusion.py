@@ -137,8 +137,6 @@ class DenoisingUNet(ModelBase):
             self.upsample.append(conv(channels, channels, 3, padding=1) if level > 0 else nn.Identity())
         self.out_norm = norm_layer("group", spatial_dims, channels)
         self.out = conv(channels, in_channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)  # predicts zero at first: the loss starts at the target's variance
-        nn.init.zeros_(self.out.bias)
         self.feature_channels = channels
         self._record("ddpm_unet", widths=tuple(widths), depth=depth, heads=heads, dropout=dropout)
 

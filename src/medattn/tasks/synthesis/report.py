@@ -15,7 +15,16 @@ SEED = 0  # the samples scored: the same on every evaluate of a run
 GRID = 8  # samples per class drawn in the report
 
 
-def evaluate_run(run_dir: str | Path, *, data: str | None, split: str, features: str | None) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    data: str | None,
+    split: str,
+    features: str | None,
+    max_samples: int = MAX_SAMPLES,
+    steps: int | None = None,
+) -> dict:
+    """Sample min(training images, max_samples) images (`steps` DDIM steps, default the card's) and score them."""
     import torch
 
     from medattn.data.tensors import prepare
@@ -33,8 +42,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | None, split: str, features:
     real = prepare(source, split, run.intensity, run.size)
     names = run.card["class_names"]
     counts = np.bincount(train.y.numpy(), minlength=len(names))
-    labels = np.repeat(np.arange(len(names)), share(min(len(train.y), MAX_SAMPLES), counts.tolist()))
-    samples = sample_run(run, labels, seed=SEED)  # (N, C, *S) standardised, as train and real
+    labels = np.repeat(np.arange(len(names)), share(min(len(train.y), max_samples), counts.tolist()))
+    samples = sample_run(run, labels, seed=SEED, steps=steps)  # (N, C, *S) standardised, as train and real
     nearest = nearest_summary(samples, train.x, real.x)
     picture = Path(run_dir) / f"nearest-{split}.png"
     draw_pairs(picture, samples, train.x, nearest["closest_pairs"])
@@ -44,7 +53,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | None, split: str, features:
         "split": split,
         "task": run.task,
         "samples": len(labels),
-        "sampling": run.card["sampling"],
+        "sampling": {**run.card["sampling"], "steps": steps or run.card["sampling"]["steps"]},
         "nearest": {**nearest, "picture": str(picture)},
     }
     if features is None:
@@ -76,8 +85,15 @@ def fid_scores(features: str, run, samples, labels, train, real, names: list[str
     for index, name in enumerate(names):
         mine, theirs = fake[labels.numpy() == index], held[real.y.numpy() == index]
         per_class[name] = frechet(mine, theirs) if min(len(mine), len(theirs)) > 1 else None
+    dims, smallest = fake.shape[1], min(len(held), *(int((real.y == k).sum()) for k in range(len(names))))
+    notes = []
+    if smallest <= dims:  # a covariance of fewer images than features is singular: its square root is approximate
+        notes.append(f"{smallest} real images in the smallest set for {dims} features: FID is biased upward, compare "
+                     "it only with FIDs of sets of the same sizes")  # fmt: skip
     return {
         "features": str(classifier.path),
+        "feature_dims": dims,
+        "notes": notes,
         "samples_vs_real": frechet(fake, held),
         "per_class": per_class,
         "train_vs_real": frechet(seen, held),
