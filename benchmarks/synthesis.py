@@ -83,7 +83,7 @@ def markdown(payload: dict) -> str:
     if ddpm:
         lines.append(
             f"DDPM (`ddpm_unet` {ddpm['options']}, {ddpm['parameters']:,} parameters): {ddpm['epochs']} epochs, "
-            f"val noise MSE {ddpm['val_loss']:.4f}; {payload['generation']['images']} samples in "
+            f"val v-prediction MSE {ddpm['val_loss']:.4f}; {payload['generation']['images']} samples in "
             f"{payload['generation']['seconds']:.0f} s ({payload['generation']['steps']} DDIM steps, guidance "
             f"{payload['generation']['guidance']})."
         )
