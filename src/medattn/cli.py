@@ -151,6 +151,12 @@ def train(
         None, "--augment", help="augmentation preset: xray | ct | mr | ultrasound | rgb | auto | default | none"
     ),
     threshold: str = typer.Option(None, "--threshold", help="binary: 0.5, youden, or sensitivity=0.9 (tuned on val)"),
+    synthetic: str = typer.Option(
+        None, "--synthetic", help="generated images (`medattn generate`) mixed into the training split only"
+    ),
+    synthetic_ratio: float = typer.Option(
+        None, "--synthetic-ratio", help="--synthetic: synthetic images per real training image (default 1)"
+    ),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
@@ -206,6 +212,8 @@ def train(
             "model.fusion": fusion,
             "train.modality_dropout": modality_dropout,
             "train.threshold": threshold,
+            "data.synthetic": synthetic,
+            "data.synthetic_ratio": synthetic_ratio,
             "train.device": device,
             "data.size": _parse_size(size),
             "data.patch": _parse_size(patch, repeat=False),
@@ -254,17 +262,26 @@ def evaluate(
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
     missing: str = typer.Option(None, "--missing", help=_MISSING_HELP),
+    features: str = typer.Option(
+        None,
+        "--features",
+        help="runs that make images: a classifier run on the real data, in whose features FID is measured",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Score a run on a split with its task's metrics and 95% confidence intervals; metrics.json in the run."""
     from functools import partial
 
     from medattn.engine.loaded import reading
+    from medattn.errors import ConfigError
     from medattn.explain.report.build import write_report
     from medattn.tasks import task_for_run
     from medattn.tune.ensemble import is_ensemble
 
     task = task_for_run(run)
+    options = {"features": features} if features is not None else {}
+    if set(options) - task.evaluate_options:
+        raise ConfigError(f"--features means nothing to a {task.name} run ({run})")
     if missing is not None:
         from medattn.evaluate.missing import ALL, evaluate_missing, print_subsets
 
@@ -273,12 +290,38 @@ def evaluate(
         _emit(result, as_json, print_subsets if missing == ALL else task.print_report)
         return
     with reading(run, series=series, slice_axis=slice_axis, backend=backend):
-        metrics = task.evaluate(run, data=data, split=split, tta=tta)
+        metrics = task.evaluate(run, data=data, split=split, tta=tta, **options)
         if backend != "torch":
             metrics["backend"] = backend
         elif data is None and not tta and not is_ensemble(run):  # a single run on its own data: its split's report
             metrics["report"] = str(write_report(run, split=split))
     _emit(metrics, as_json, task.print_report)
+
+
+@app.command()
+def generate(
+    run: Path = typer.Argument(..., help="a finished run of a task that makes images (see `medattn tasks`)"),
+    n: int = typer.Option(1000, "--n", help="how many images"),
+    label: str = typer.Option(
+        None, "--label", help="their class, by name or index (default: every class, in the training proportions)"
+    ),
+    out: Path = typer.Option(..., "--out", help="NAME.npz (MedMNIST layout) or a folder (class folders of PNGs)"),
+    seed: int = typer.Option(0, "--seed", help="the noise the images start from"),
+    steps: int = typer.Option(None, "--steps", help="DDIM sampling steps (default: the run's, 50)"),
+    guidance: float = typer.Option(
+        None, "--guidance", help="classifier-free guidance weight: 1 = conditional only (default: the run's, 2)"
+    ),
+    force: bool = typer.Option(False, "--force", help="replace images generated in --out before"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """New images from a run that makes them, written in its training data's layout: `medattn train --data REAL
+    --synthetic OUT` mixes them into a classifier's training split."""
+    from medattn.tasks import task_for_run
+
+    task = task_for_run(run)
+    options = {"label": label, "out": out, "seed": seed, "steps": steps, "guidance": guidance}
+    result = task.generate(run, n=n, overwrite=force, **options)
+    _emit(result, as_json, task.print_predictions)
 
 
 @app.command()

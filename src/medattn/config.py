@@ -84,6 +84,10 @@ class DataConfig:
     # names of the input modalities (MR sequences, CT phases): the image's channels split evenly among them, in
     # order; the model is fused over them (model.fusion) and evaluate / predict may leave some out (--missing)
     modalities: list[str] | None = None
+    # classification: generated images (`medattn generate`) mixed into the training split only, and how many per
+    # real training image (None: 1.0 when synthetic is set)
+    synthetic: str | None = None
+    synthetic_ratio: float | None = None
 
 
 @dataclass
@@ -238,6 +242,11 @@ def _check_patch_fields(config: RunConfig) -> None:
             raise ConfigError(f"data.spacing {spacing!r}: expected auto, none, median or millimetres per axis")
     elif not spacing or not all(isinstance(s, int | float) and s > 0 for s in spacing):
         raise ConfigError(f"data.spacing {spacing!r}: expected positive millimetres per axis, e.g. [1.0, 1.0, 1.0]")
+    ratio = config.data.synthetic_ratio
+    if ratio is not None and not ratio > 0:
+        raise ConfigError(f"data.synthetic_ratio must be positive (synthetic images per real one), got {ratio}")
+    if ratio is not None and not config.data.synthetic:
+        raise ConfigError("data.synthetic_ratio (--synthetic-ratio) needs data.synthetic (--synthetic PATH)")
     fraction = config.train.foreground_fraction
     if fraction is not None and not 0 <= fraction <= 1:
         raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {config.train.foreground_fraction}")

@@ -9,6 +9,7 @@ from medattn.models import (  # noqa: F401  (each registers its models)
     anchorfree,
     classic,
     cnn,
+    diffusion,
     faster_rcnn,
     hybrid,
     inception,

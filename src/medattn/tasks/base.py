@@ -55,6 +55,8 @@ OPTIONAL_FIELDS = {
     "data.modalities": None,
     "model.fusion": None,
     "train.modality_dropout": 0.0,
+    "data.synthetic": None,
+    "data.synthetic_ratio": None,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -78,6 +80,8 @@ FLAGS = {
     "data.modalities": "--modalities",
     "model.fusion": "--fusion",
     "train.modality_dropout": "--modality-dropout",
+    "data.synthetic": "--synthetic",
+    "data.synthetic_ratio": "--synthetic-ratio",
 }
 
 
@@ -147,6 +151,7 @@ class Task(ABC):
     fold_metric: ClassVar[str] = ""  # the headline of a cross-validation
     summary_keys: ClassVar[tuple[str, ...]] = ()
     predict_options: ClassVar[frozenset[str]] = frozenset()  # of tta, out_dir, overwrite
+    evaluate_options: ClassVar[frozenset[str]] = frozenset()  # keyword options its `evaluate` takes (features)
     has_demo: ClassVar[bool] = False  # `demo` writes phantom data and returns a config
     explains: ClassVar[bool] = True  # `medattn explain`'s maps apply (a class score, an output or a region)
     recognition_order: ClassVar[int] = 50  # lower asks first: the most specific data layouts before catch-alls
@@ -284,6 +289,22 @@ class Task(ABC):
         self, run: Path, files: list[Path], *, tta: bool, out_dir: Path | None, overwrite: bool, series: str | None
     ) -> dict:
         """Predict on image files or DICOM series folders (`series` picks one series in a folder of several)."""
+
+    def generate(
+        self,
+        run: Path,
+        *,
+        n: int,
+        label: str | None,
+        out: Path,
+        seed: int,
+        steps: int | None,
+        guidance: float | None,
+        overwrite: bool,
+    ) -> dict:
+        """`medattn generate`: `n` new images (of class `label`, or of every class in the training proportions)
+        written to `out` in the training data's layout, for tasks whose runs make images."""
+        raise ConfigError(f"{run} is a {self.name} run: it does not generate images")
 
     @abstractmethod
     def print_report(self, metrics: dict) -> None:

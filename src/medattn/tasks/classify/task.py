@@ -44,6 +44,8 @@ class ClassificationTask(ClassScores, ImageTask):
             "data.modalities",
             "model.fusion",
             "train.modality_dropout",
+            "data.synthetic",
+            "data.synthetic_ratio",
         }
     )
     losses = ("ce", "weighted_ce", "focal")
@@ -80,10 +82,16 @@ class ClassificationTask(ClassScores, ImageTask):
         return source
 
     def load(self, config: RunConfig, *, source=None) -> TaskData:
+        from medattn.tasks.classify.synthetic import mix_synthetic
+
         source = self.open(config) if source is None else source
         images = load_images(config, source)
         for split in ("train", "val"):
             _check_labels(source, split)
+        synthetic = mix_synthetic(config, source, images)  # the training split only
+        notes = list(source.notes)
+        if synthetic is not None:
+            notes.append(f"{synthetic['images']} synthetic images from {synthetic['path']} joined the training split")
         return TaskData(
             source=source,
             spatial_dims=images.spatial_dims,
@@ -91,8 +99,8 @@ class ClassificationTask(ClassScores, ImageTask):
             num_outputs=len(source.class_names),
             n_train=len(images.train.y),
             modality=source.modality,
-            notes=list(source.notes),
-            extra={"images": images},
+            notes=notes + ([synthetic["note"]] if synthetic and "note" in synthetic else []),
+            extra={"images": images, "synthetic": synthetic},
         )
 
     # -- configuration ------------------------------------------------------------------------------------
@@ -105,6 +113,7 @@ class ClassificationTask(ClassScores, ImageTask):
             "train.sampler": "shuffle",
             "train.threshold": "0.5",
             "train.ema": 0.99,
+            "data.synthetic_ratio": 1.0 if config.data.synthetic else None,
         }
 
     def auto_epochs(self, config: RunConfig, data: TaskData, train_set) -> int:
@@ -143,7 +152,7 @@ class ClassificationTask(ClassScores, ImageTask):
             "input": self.input_card(data),
             "threshold": threshold,
             "threshold_rule": rule,
-            "training_data": {**self.data_card(data), "class_counts": counts},
+            "training_data": {**self.data_card(data), "class_counts": counts, "synthetic": data.extra.get("synthetic")},
         }
 
     def summary(self, result: dict) -> str:
