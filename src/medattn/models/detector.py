@@ -158,7 +158,9 @@ class Detector(ModelBase):
         return [pyramid[i] for i in self.levels]
 
     def candidates(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        raise NotImplementedError
+        """Per image, boxes (P, 2D) and class scores (P, K) before selection; each detector family says how its
+        heads propose them (the base class has no heads of its own to propose with)."""
+        raise TypeError(f"{type(self).__name__} is a Detector without candidates(): a detector family must define it")
 
     @torch.no_grad()
     def detect(
