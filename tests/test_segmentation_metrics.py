@@ -220,3 +220,21 @@ def test_case_metrics_feed_aggregate():
     assert out["dice_per_class"] == {"organ": 0.5}
     assert out["hd95_mm_per_class"] == {"organ": 0.0}
     assert out["undefined_distances"] == {"organ": 1}
+
+
+def test_dice_per_patient_sums_overlap_over_slices_so_empty_slices_do_not_inflate_it():
+    from medattn.tasks.segment.metrics import by_patient
+
+    truth = np.zeros((8, 8), int)
+    truth[2:4, 2:4] = 1
+    half = np.zeros((8, 8), int)
+    half[2:4, 2:3] = 1
+    empty = np.zeros((8, 8), int)
+    scored = [
+        case_metrics(p, t, num_classes=2, spacing=(1, 1)) for p, t in ((half, truth), (empty, empty), (truth, truth))
+    ]
+    summary = by_patient(scored, ["a", "a", "b"], class_names=["tumour"])
+    # patient a: overlap 2 of |P| + |T| = 6 -> 2/3 over both slices (the empty slice adds nothing); b: 1
+    assert summary["n"] == 2
+    assert summary["dice_per_class"]["tumour"] == pytest.approx((2 / 3 + 1) / 2)
+    assert summary["dice_mean_ci"][0] <= summary["dice_mean"] <= summary["dice_mean_ci"][1]

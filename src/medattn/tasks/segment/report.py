@@ -55,7 +55,7 @@ def score_cases(run, cases: list, *, where: str, tta: bool = False) -> dict:
     from medattn.progress import track
     from medattn.tasks.segment.cases import check_labels, read_case
     from medattn.tasks.segment.inference import SegmentationPlan, ensemble_segment
-    from medattn.tasks.segment.metrics import aggregate, case_metrics
+    from medattn.tasks.segment.metrics import aggregate, by_patient, case_metrics
     from medattn.tune.ensemble import load_ensemble
 
     device = select_device("auto")
@@ -77,11 +77,15 @@ def score_cases(run, cases: list, *, where: str, tta: bool = False) -> dict:
         per_case.append(
             {"case": case.name, "dice": {names[c]: r["dice"] for c, r in result.items()}, "pixel_accuracy": accuracy}
         )
-    return {
+    summary = {
         **aggregate(scores, class_names=names),
         "pixel_accuracy": sum(c["pixel_accuracy"] for c in per_case) / len(per_case),
         "cases": per_case,
     }
+    patients = [case.patient_id for case in cases]
+    if all(patients) and len(set(patients)) < len(patients):  # slices of volumes: also the Dice per patient
+        summary["patients"] = by_patient(scores, patients, class_names=names)
+    return summary
 
 
 def print_segmentation_report(metrics: dict) -> None:
@@ -105,4 +109,11 @@ def print_segmentation_report(metrics: dict) -> None:
     table.add_row("mean", f"{metrics['dice_mean']:.4f}", f"{lo:.4f} – {hi:.4f}", "", "", "")
     console = Console()
     console.print(table)
+    if "patients" in metrics:
+        patients = metrics["patients"]
+        lo, hi = patients["dice_mean_ci"]
+        console.print(
+            f"Dice per patient (slices taken together, n = {patients['n']}): {patients['dice_mean']:.4f} "
+            f"(95% CI {lo:.4f} – {hi:.4f})"
+        )
     console.print(f"metrics written to {Path(metrics['run']) / 'metrics.json'}")
