@@ -9,10 +9,10 @@ modality dropout, scored on every non-empty subset of the three sequences (`eval
 Dice per patient (a patient's slices taken together) with its 95% bootstrap CI over the test patients; slices at
 half resolution (2 mm pixels), each unit trained for `--minutes` (train --time-limit). The same recipe (early fusion,
 modality dropout 0.3) trained on three institutions and tested on the fourth's patients (unseen site).
-Patient-level grade (II vs III, clinical.csv's neoplasm_histologic_grade) by attention MIL from the slices, with and without age and sex, in 5-fold
-cross-validation by patient: the out-of-fold bag probabilities of all 65 patients pooled into one AUC with its
-bootstrap CI (65 patients give wide intervals). Each finished unit is written to results/multimodal.json at once,
-so a killed run resumes where it stopped.
+Patient-level grade (II vs III, clinical.csv's neoplasm_histologic_grade) by attention MIL from the slices, with
+and without age and sex, in 5-fold cross-validation by patient: the out-of-fold bag probabilities of all 65
+patients pooled into one AUC with its bootstrap CI (65 patients give wide intervals). Each finished unit is written
+to results/multimodal.json at once, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
