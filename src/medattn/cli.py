@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from medattn import deploy_commands
+from medattn.config import HEAD_WEIGHTS_HELP, HEADS_HELP
 from medattn.errors import MedattnError
 
 app = typer.Typer(
@@ -142,6 +143,8 @@ def train(
     modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
     fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
     modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
+    heads: str = typer.Option(None, "--heads", help=HEADS_HELP),
+    head_weights: str = typer.Option(None, "--head-weights", help=HEAD_WEIGHTS_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -211,6 +214,8 @@ def train(
             "data.modalities": _targets(modalities),
             "model.fusion": fusion,
             "train.modality_dropout": modality_dropout,
+            "data.heads": _targets(heads),
+            "train.head_weights": head_weights,
             "train.threshold": threshold,
             "data.synthetic": synthetic,
             "data.synthetic_ratio": synthetic_ratio,
