@@ -103,6 +103,9 @@ def test_data_errors_name_the_file_and_the_column(lgg10, tmp_path):
     config.model.fusion = "late"
     with pytest.raises(ConfigError, match="only early"):
         get_task("multitask").check(config)
+    report = invoke("data", "inspect", lgg10, "--heads", "segmentation,regression:mask_pixels", "--json")
+    assert sum(split["cases"] for split in report["splits"].values()) == len(rows)
+    assert report["splits"]["train"]["regression:mask_pixels"]["labelled"] == report["splits"]["train"]["cases"]
     # chosen only when --heads is given: the same folder is segmentation data without it
     assert task_for_data(lgg10).name == "segmentation"
     assert task_for_data(lgg10, config=config).name == "multitask"

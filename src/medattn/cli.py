@@ -529,6 +529,7 @@ def data_inspect(
     target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
     degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
     bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    heads: str = typer.Option(None, "--heads", help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -543,6 +544,7 @@ def data_inspect(
     given["data.target_channels"] = _parse_size(target_channels, repeat=False)
     given["data.degrade"] = degrade
     given["data.bag"] = bag
+    given["data.heads"] = _targets(heads)
     _apply(config, given)
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)

@@ -199,15 +199,17 @@ def print_predictions(payload: dict) -> None:
 
 
 def inspect_heads(config) -> dict:
-    """Per split: cases, and per head the labelled images and their classes (or the values' range)."""
+    """Per split, carved as training carves it: images, patients, and per head the labelled images and their
+    classes (or the values' range)."""
     from medattn.tasks.multitask.heads import parse_heads
-    from medattn.tasks.multitask.sources import open_multitask
+    from medattn.tasks.multitask.sources import open_split
 
     heads = parse_heads(config.data.heads)
-    source = open_multitask(config.data.path, heads)
+    source = open_split(config)
     report: dict = {"path": source.path, "kind": source.kind, "heads": [h.name for h in heads], "splits": {}}
+    report["notes"] = list(source.notes)
     for split, cases in source.splits.items():
-        section: dict = {"cases": len(cases)}
+        section: dict = {"cases": len(cases), "patients": len({c.patient_id for c in cases if c.patient_id})}
         for head in heads:
             if head.column is None or head.derived:
                 continue
@@ -225,7 +227,7 @@ def inspect_heads(config) -> dict:
 def print_inspect(report: dict) -> None:
     print(f"{report['path']} ({report['kind']}): heads {', '.join(report['heads'])}")
     for split, section in report["splits"].items():
-        print(f"  {split}: {section['cases']} images")
+        print(f"  {split}: {section['cases']} images of {section['patients']} patients")
         for name, row in section.items():
             if isinstance(row, dict):
                 extra = row.get("classes") or {k: row[k] for k in ("min", "max", "mean") if k in row}

@@ -27,6 +27,10 @@ from medattn.tasks.multitask.heads import SEGMENTATION, parse_heads, parse_weigh
 MODEL = "multitask_unet"
 BATCH = {2: 16, 3: 2}
 AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 4000, 10, 100
+SINGLE_OUTPUT = (
+    "a multi-task run gives a dict of outputs, one per head; `medattn explain` and `medattn export` (ONNX) take "
+    "single-output runs: train the head you need alone (without --heads) to explain or export it"
+)
 
 
 @TASKS.register("multitask", tasks=(), description="several heads on one shared encoder, trained together")
@@ -273,10 +277,11 @@ class MultiTaskTask(Task):
 
     # -- explanation --------------------------------------------------------------------------------------
     def explain_target(self, card: dict, output, *, target: str | None, mask=None):
-        raise ConfigError("medattn explain: a multi-task run has several outputs; explain a single-task run")
+        raise ConfigError(SINGLE_OUTPUT)
 
     def explain_cases(self, run: Path, *, data: str | None, split: str):
-        raise ConfigError("medattn explain: a multi-task run has several outputs; explain a single-task run")
+        # `medattn export` draws its parity images here too: ONNX parity is checked on one output array
+        raise ConfigError(f"{run}: {SINGLE_OUTPUT}")
 
     # -- cross-validation -------------------------------------------------------------------------------
     def fold_pool(self, source) -> Pool:
