@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -254,3 +255,18 @@ def test_partly_labelled_heads_without_segmentation_resume_exactly(lgg10, tmp_pa
         scored["regression:mask_pixels"]["n"] + scored["regression:mask_pixels"]["unlabelled"]
         == scored["classification:gender"]["n"] + scored["classification:gender"]["unlabelled"]
     )
+
+
+def test_a_split_without_any_label_for_a_head_scores_nothing_for_it():
+    from medattn.tasks.multitask.data import HeadSpec
+    from medattn.tasks.multitask.scores import head_metrics, scalar_scores
+
+    spec = HeadSpec(Head("classification", "grade"), ["2", "3"])
+    empty = head_metrics(spec, np.array([-1, -1]), [np.array([0.4, 0.6])] * 2, ci=False)
+    assert empty == {"kind": "classification", "column": "grade", "unlabelled": 2, "n": 0}
+    labelled = head_metrics(
+        spec, np.array([0, 1, -1]), [np.array([0.8, 0.2]), np.array([0.3, 0.7]), np.array([0.5, 0.5])], ci=False
+    )
+    assert labelled["n"] == 2
+    assert labelled["auc"] == 1.0
+    assert scalar_scores({"a": empty, "b": labelled})["score"] == 1.0  # the mean of the heads that could be scored

@@ -85,6 +85,6 @@ def primary(kind: str, metrics: dict) -> float:
         return float(metrics["dice"])
     if kind == CLASSIFICATION:
         auc = metrics.get("auc", math.nan)
-        return float(auc) if math.isfinite(auc) else float(metrics["acc"])
+        return float(auc) if math.isfinite(auc) else float(metrics.get("acc", math.nan))
     r2 = metrics.get("r2", math.nan)
     return max(0.0, float(r2)) if math.isfinite(r2) else math.nan

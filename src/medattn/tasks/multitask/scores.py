@@ -21,16 +21,18 @@ def head_metrics(spec: HeadSpec, truth: np.ndarray, outputs: list, *, ci: bool) 
     from medattn.tasks.classify.metrics import classification_metrics
     from medattn.tasks.regress.metrics import regression_metrics
 
+    known = truth >= 0 if spec.head.kind == CLASSIFICATION else np.isfinite(truth)
+    section = {"kind": spec.head.kind, "column": spec.head.column, "unlabelled": int((~known).sum())}
+    if not known.any():  # no image of the split carries this head's label: nothing to score
+        return {**section, "n": 0}
     if spec.head.kind == CLASSIFICATION:
-        known = truth >= 0
         probs = np.stack(outputs)[known]  # (n, K)
         labels = "binary" if probs.shape[1] == 2 else "multiclass"
         scored = classification_metrics(truth[known], probs, task=labels, class_names=spec.class_names, ci=ci)
     else:
-        known = np.isfinite(truth)
         pred = np.asarray(outputs, dtype=np.float64)[known, None]
         scored = regression_metrics(truth[known, None], pred, target_names=[spec.head.column], ci=ci)
-    return {"kind": spec.head.kind, "column": spec.head.column, "unlabelled": int((~known).sum()), **scored}
+    return {**section, **scored}
 
 
 def scalar_scores(sections: dict[str, dict]) -> dict[str, float]:
