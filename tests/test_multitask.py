@@ -270,3 +270,25 @@ def test_a_split_without_any_label_for_a_head_scores_nothing_for_it():
     assert labelled["n"] == 2
     assert labelled["auc"] == 1.0
     assert scalar_scores({"a": empty, "b": labelled})["score"] == 1.0  # the mean of the heads that could be scored
+
+
+def test_heads_without_masks_from_a_path_csv_with_fused_modalities(lgg10, tmp_path):
+    rows = list(csv.DictReader((lgg10 / "manifest.csv").open()))
+    table = tmp_path / "slices.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "patient_id", "mask_pixels", "gender"])
+        writer.writerows([lgg10 / "images" / r["file"], r["patient_id"], r["mask_pixels"], r["gender"]] for r in rows)
+    with pytest.raises(DataError, match="has no masks, which classification:foreground need"):
+        open_multitask(table, parse_heads(["classification:foreground"]))
+    run = tmp_path / "run"
+    heads = "classification:gender,regression:mask_pixels"
+    fused = ("--modalities", "t1,flair,t1c", "--fusion", "early", "--modality-dropout", "0.3")
+    invoke("train", "--data", table, "--heads", heads, "--out", run, "--epochs", "2", *fused, "--json")
+    card = json.loads((run / "model.json").read_text())
+    assert card["model"]["options"]["modalities"] == ["t1", "flair", "t1c"]
+    assert card["model"]["options"]["heads"] == {"classification:gender": 2, "regression:mask_pixels": 1}
+    scored = invoke("evaluate", run, "--missing", "flair", "--json")
+    assert scored["missing"] == ["flair"]
+    assert scored["heads"]["classification:gender"]["n"] == scored["n"]
+    assert scored["heads"]["regression:mask_pixels"]["mae"] >= 0

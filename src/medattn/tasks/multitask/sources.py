@@ -2,8 +2,10 @@
 
 - a folder with images/ and masks/ whose `manifest.csv` (columns `file` or `image`, `patient_id`, ...) carries
   the label columns the heads name, one row per image;
-- a CSV with `image` and `mask` columns (and optional `patient_id`, `split`) plus the label columns.
-`classification:foreground` needs no column. A named column that is absent or empty in every row, or (for a
+- a CSV with `image` and `mask` columns (and optional `patient_id`, `split`) plus the label columns;
+- without a segmentation head: classification's CSV, `path` plus the label columns (optional `patient_id`,
+  `split`), images without masks.
+`classification:foreground` needs no column (but masks). A named column that is absent or empty in every row, or (for a
 regression head) holds a value that is not a finite number, is a DataError naming the file and the column. An
 empty cell leaves that image out of that head's loss and scores. Splits: by patient when every case has an id.
 """
@@ -15,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medattn.data.manifest import csv_header, read_manifest
 from medattn.errors import DataError
 from medattn.tasks.multitask.heads import REGRESSION, SEGMENTATION, Head
 from medattn.tasks.segment.sources import (
@@ -32,8 +35,31 @@ class LabelledCase(Case):
     values: dict[str, str] = field(default_factory=dict)  # column -> the cell as written ("" when empty)
 
 
+def _is_image_table(path: Path) -> bool:
+    """A CSV in classification's layout (`path` and label columns), without masks."""
+    return path.suffix.lower() == ".csv" and path.is_file() and "path" in csv_header(path)
+
+
 def looks_like_multitask(path: Path) -> bool:
-    return is_segmentation_data(path)
+    return is_segmentation_data(path) or _is_image_table(Path(path))
+
+
+def _open_images(path: Path, columns: list[str]) -> SegmentationSource:
+    """A `path,<label columns>[,patient_id][,split]` CSV: cases with images and no mask (maskless heads only)."""
+    rows = read_manifest(path, required=("path", *columns), files=("path",))
+    splits: dict[str, list[LabelledCase]] = {}
+    for row in rows:
+        case = LabelledCase(
+            name=file_stem(Path(row["path"][0])),
+            images=row["path"],
+            mask="",
+            patient_id=row.get("patient_id") or None,
+            values={c: row[c] for c in columns},
+        )
+        splits.setdefault(row["split"], []).append(case)
+    if not splits.get("train"):
+        raise DataError(f"{path}: no rows in the train split")
+    return SegmentationSource(str(path), "images", splits, class_names=["background"])
 
 
 def _table(source: SegmentationSource) -> tuple[Path, str, list[dict]]:
@@ -59,14 +85,24 @@ def _table(source: SegmentationSource) -> tuple[Path, str, list[dict]]:
 
 
 def open_multitask(path: str | Path, heads: list[Head], *, class_names: list[str] | None = None) -> SegmentationSource:
-    """The segmentation source at `path` with each case's label cells, every named column checked."""
-    if not is_segmentation_data(Path(path)):
+    """The source at `path` with each case's label cells, every named column checked."""
+    columns = [h.column for h in heads if h.kind != SEGMENTATION and not h.derived]
+    path = Path(path)
+    if not is_segmentation_data(path) and _is_image_table(path):
+        masked = [h.name for h in heads if h.kind == SEGMENTATION or h.derived]
+        if masked:
+            raise DataError(f"{path}: a path,<labels> CSV has no masks, which {', '.join(masked)} need")
+        source = _open_images(path, columns)
+        for head in heads:
+            check_column(path, head, [c for cases in source.splits.values() for c in cases])
+        return source
+    if not is_segmentation_data(path):
         raise DataError(
             f"{path}: multi-task data is a folder with images/, masks/ and manifest.csv holding the label columns, "
-            "or a CSV with image and mask columns plus the label columns"
+            "a CSV with image and mask columns plus the label columns, or (without masks) a CSV with a path column "
+            "plus the label columns"
         )
     source = open_segmentation(path, class_names=class_names)
-    columns = [h.column for h in heads if h.kind != SEGMENTATION and not h.derived]
     table, rows, key = None, [], ""
     if columns:
         table, key, rows = _table(source)
