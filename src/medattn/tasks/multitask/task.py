@@ -5,10 +5,11 @@ and a per-image label at once, `classification:foreground` ("lesion on this slic
 classification:COLUMN / regression:COLUMN heads works with or without the segmentation head (heads.py).
 Data: segmentation's layouts with the label columns in manifest.csv or the image,mask CSV, or without masks a
 path,<labels> CSV (sources.py), split by patient when ids exist. Model: `multitask_unet` (models/multitask.py).
-Training draws whole images (a per-image label belongs to the whole image); the loss is each head's own, masked to labelled images, combined by learned
-uncertainty (default: no weights to tune, and heads whose losses differ in scale balance themselves) or fixed
-`--head-weights` (loss.py). The best epoch has the highest `score`: the mean of each head's primary validation
-metric (Dice, AUC, R² floored at 0). `evaluate --json` gives one section per head, each by its own task's metrics.
+Training draws whole images (a per-image label belongs to the whole image); the loss is each head's own, masked to
+labelled images, combined by learned uncertainty (default: no weights to tune, and heads whose losses differ in
+scale balance themselves) or fixed `--head-weights` (loss.py). The best epoch has the highest `score`: the mean of
+each head's primary validation metric (Dice, AUC, R² floored at 0). `evaluate --json` gives one section per head,
+each by its own task's metrics.
 """
 
 from __future__ import annotations
