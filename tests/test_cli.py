@@ -103,7 +103,18 @@ def test_models_json_lists_every_model_with_parameters():
 def test_tasks_json_lists_the_registered_tasks():
     out = json.loads(medattn("tasks", "--json").stdout)
     rows = {row["name"]: row for row in out["tasks"]}
-    assert set(rows) == {"classification", "regression", "segmentation", "detection", "translation", "mil", "synthesis"}
+    assert set(rows) == {
+        "classification",
+        "regression",
+        "segmentation",
+        "detection",
+        "translation",
+        "mil",
+        "synthesis",
+        "multitask",
+    }
+    assert rows["multitask"]["models"] == ["multitask_unet"]
+    assert "data.heads" in rows["multitask"]["options"]
     assert rows["synthesis"]["models"] == ["ddpm_unet"]
     assert "data.synthetic" in rows["classification"]["options"]
     assert "dice_ce" in rows["segmentation"]["losses"]

@@ -90,8 +90,11 @@ def test_every_model_trains_and_round_trips_for_its_tasks(task_name, model_name,
     model = create_model(model_name, spatial_dims=dims, in_channels=2, num_classes=3)
     x = torch.randn(2, 2, *[size] * dims)
     out = model.train()(x)
-    assert tuple(out.shape) == task.output_shape(model, tuple(x.shape))
-    out.float().square().mean().backward()
+    outputs = out if isinstance(out, dict) else {"": out}  # a multi-head model gives a dict of named outputs
+    shapes = {name: tuple(o.shape) for name, o in outputs.items()}
+    expected = task.output_shape(model, tuple(x.shape))
+    assert shapes == (expected if isinstance(expected, dict) else {"": expected})
+    sum(o.float().square().mean() for o in outputs.values()).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.safetensors")
     again = create_model(model_name, spatial_dims=dims, in_channels=2, num_classes=3, options=model.config["options"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from medattn import deploy_commands
+from medattn.config import HEAD_WEIGHTS_HELP, HEADS_HELP
 from medattn.errors import MedattnError
 
 app = typer.Typer(
@@ -142,6 +143,8 @@ def train(
     modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
     fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
     modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
+    heads: str = typer.Option(None, "--heads", help=HEADS_HELP),
+    head_weights: str = typer.Option(None, "--head-weights", help=HEAD_WEIGHTS_HELP),
     modality: str = typer.Option(
         None,
         "--modality",
@@ -211,6 +214,8 @@ def train(
             "data.modalities": _targets(modalities),
             "model.fusion": fusion,
             "train.modality_dropout": modality_dropout,
+            "data.heads": _targets(heads),
+            "train.head_weights": head_weights,
             "train.threshold": threshold,
             "data.synthetic": synthetic,
             "data.synthetic_ratio": synthetic_ratio,
@@ -524,6 +529,7 @@ def data_inspect(
     target_channels: str = typer.Option(None, "--target-channels", help=_CHANNELS_HELP.format("output", "1")),
     degrade: str = typer.Option(None, "--degrade", help=_DEGRADE_HELP),
     bag: str = typer.Option(None, "--bag", help=_BAG_HELP),
+    heads: str = typer.Option(None, "--heads", help=HEADS_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Counts per class (or label, or target), split and patient; sizes, spacing, intensities; leakage checks."""
@@ -538,6 +544,7 @@ def data_inspect(
     given["data.target_channels"] = _parse_size(target_channels, repeat=False)
     given["data.degrade"] = degrade
     given["data.bag"] = bag
+    given["data.heads"] = _targets(heads)
     _apply(config, given)
     config = RunConfig.from_dict(config.to_dict())
     chosen = task_for_config(config)

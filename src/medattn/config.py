@@ -26,6 +26,15 @@ BOX_FORMATS = ("xyzxyz", "cccwhd")  # MONAI detection JSON: corners, or centre a
 CLINICAL_FUSIONS = ("concat", "film")
 FUSIONS = ("early", "late", "hemis", "cross_attention")
 BOX_SPACES = ("voxel", "world", "world_lps")  # voxel indices, RAS+ mm (nibabel), LPS mm (ITK, DICOM)
+HEADS_HELP = (
+    "heads trained together on one shared encoder, e.g. segmentation,classification:grade,regression:age: at most "
+    "one segmentation head (the masks) and any classification:COLUMN or regression:COLUMN heads naming manifest or "
+    "CSV columns (an empty cell leaves that image out of that head's loss); classification:foreground is derived "
+    "from the masks (1 when an image's mask has any foreground: 'lesion on this slice')"
+)
+HEAD_WEIGHTS_HELP = (
+    "--heads: uncertainty (learned per head, the default) or fixed weights in the heads' order, e.g. 1,0.5"
+)
 
 
 def default_augment() -> list[dict[str, Any]]:
@@ -88,6 +97,8 @@ class DataConfig:
     # real training image (None: 1.0 when synthetic is set)
     synthetic: str | None = None
     synthetic_ratio: float | None = None
+    # several heads on one shared encoder, trained together (tasks/multitask/): HEADS_HELP says the syntax
+    heads: list[str] | None = None
 
 
 @dataclass
@@ -128,6 +139,9 @@ class TrainConfig:
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels have the rest
     # with data.modalities: the chance that each modality of a training image is left out (at least one kept)
     modality_dropout: float = 0.0
+    # with data.heads: how the heads' losses add up: "uncertainty" (learned, Kendall et al. 2018) or fixed weights
+    # "1,0.5" in the order of data.heads (None: uncertainty)
+    head_weights: str | None = None
 
 
 @dataclass

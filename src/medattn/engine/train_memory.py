@@ -108,7 +108,9 @@ def saved_per_item(model, train_set, *, device, amp: bool) -> int:
             saved[-1] = sum(t.untyped_storage().nbytes() for t in inputs)  # the batch, whether or not an op keeps it
             # The loss is not called (a loss may count its calls); what it keeps is taken as two copies of the
             # output (a softmax and its log), each output of a deeply supervised model counted.
-            outputs = output if isinstance(output, list | tuple) else [output]
+            # (a multi-head model's dict counted by its values)
+            outputs = list(output.values()) if isinstance(output, dict) else output
+            outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
             saved[-2] = 2 * sum(o.untyped_storage().nbytes() for o in outputs if isinstance(o, torch.Tensor))
     finally:
         for key, g in streams.items():

@@ -16,6 +16,7 @@ from medattn.models import (  # noqa: F401  (each registers its models)
     mil,
     mobile,
     monai_nets,
+    multitask,
     resnet,
     segmenters,
     translation,

@@ -190,18 +190,27 @@ class UNet(Segmenter):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def _decode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Decoder outputs, coarsest first: [(B, channels[L-2], *S/2**(L-2)), ..., (B, channels[0], *S)]."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder maps, finest first, the deepest through the bottleneck: [(B, channels[i], *S / 2**i)] for i in
+        0..L-1 (sides rounded up). Other heads read the deepest (models/multitask.py)."""
         skips = []
         for level in self.encoder:
             x = level(x)  # (B, channels[i], *S / 2**i), sides rounded up
             skips.append(x)
-        x = self.bottleneck(skips.pop())  # (B, channels[L-1], *S / 2**(L-1))
-        outputs = []
-        for up, skip in zip(self.decoder, reversed(skips), strict=True):
+        skips[-1] = self.bottleneck(skips[-1])  # (B, channels[L-1], *S / 2**(L-1))
+        return skips
+
+    def decode(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Decoder outputs of `encode`'s maps, coarsest first: [(B, channels[L-2], *S/2**(L-2)), ...,
+        (B, channels[0], *S)]."""
+        x, outputs = skips[-1], []
+        for up, skip in zip(self.decoder, reversed(skips[:-1]), strict=True):
             x = up(x, skip)  # (B, channels[i], *S / 2**i)
             outputs.append(x)
         return outputs
+
+    def _decode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.decode(self.encode(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._decode(x)[-1]  # (B, channels[0], *S)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from medattn.errors import ConfigError, DataError
 from medattn.registry import TASKS
-from medattn.tasks import classify, detect, mil, regress, segment, synthesis, translate  # noqa: F401
+from medattn.tasks import classify, detect, mil, multitask, regress, segment, synthesis, translate  # noqa: F401
 from medattn.tasks.base import Task, requirements_met
 
 

@@ -57,6 +57,8 @@ OPTIONAL_FIELDS = {
     "train.modality_dropout": 0.0,
     "data.synthetic": None,
     "data.synthetic_ratio": None,
+    "data.heads": None,
+    "train.head_weights": None,
 }
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
@@ -82,6 +84,8 @@ FLAGS = {
     "train.modality_dropout": "--modality-dropout",
     "data.synthetic": "--synthetic",
     "data.synthetic_ratio": "--synthetic-ratio",
+    "data.heads": "--heads",
+    "train.head_weights": "--head-weights",
 }
 
 

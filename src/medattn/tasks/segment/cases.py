@@ -72,6 +72,8 @@ def read_case(case: Case, *, binary_255: bool = False) -> LoadedCase:
             )
         arrays.append(array)
     image = arrays[0] if len(arrays) == 1 else np.concatenate([a.astype(np.float32) for a in arrays])
+    if not case.mask:  # an image without a mask (per-image labels only, tasks/multitask/): all background
+        return LoadedCase(case, image, np.zeros(image.shape[1:], dtype=np.int64), meta)
     raw, mask_meta = read_image(case.mask)
     raw = one_slice_as_2d(raw)
     if raw.shape[0] == 3 and np.array_equal(raw[0], raw[1]) and np.array_equal(raw[0], raw[2]):
