@@ -178,6 +178,7 @@ def test_segmentation_and_tumour_on_slice_train_together_on_lgg(lgg10, tmp_path)
     seg, tumour = scored["heads"]["segmentation"], scored["heads"]["classification:foreground"]
     assert 0 <= seg["dice_mean_ci"][0] <= seg["dice_mean"] <= seg["dice_mean_ci"][1] <= 1
     assert tumour["auc_ci"][0] <= tumour["auc"] <= tumour["auc_ci"][1]
+    assert 0 < seg["patients"]["n"] < seg["n"]  # slices of a few patients: also scored per patient
     assert (
         json.loads((run / "metrics.json").read_text())["test"]["heads"]["segmentation"]["dice_mean"] == seg["dice_mean"]
     )

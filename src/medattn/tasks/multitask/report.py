@@ -32,7 +32,7 @@ def score_cases(run, cases: list, *, where: str, ci: bool = True) -> dict:
     from medattn.tasks.multitask.scores import head_metrics, truth_in_units
     from medattn.tasks.segment.cases import check_labels, read_case
     from medattn.tasks.segment.inference import SegmentationPlan
-    from medattn.tasks.segment.metrics import aggregate, case_metrics
+    from medattn.tasks.segment.metrics import aggregate, by_patient, case_metrics
     from medattn.tune.ensemble import load_ensemble
 
     device = select_device("auto")
@@ -61,6 +61,9 @@ def score_cases(run, cases: list, *, where: str, ci: bool = True) -> dict:
         if not ci:
             segmentation["dice_mean"] = float(np.mean([[r[c]["dice"] for c in sorted(r)] for r in rows]))
         sections[SEGMENTATION] = {"kind": SEGMENTATION, "dice": segmentation["dice_mean"], **segmentation}
+        patients = [case.patient_id for case in cases]
+        if ci and all(patients) and len(set(patients)) < len(patients):  # slices of volumes: Dice per patient too
+            sections[SEGMENTATION]["patients"] = by_patient(rows, patients, class_names=run.class_names)
     labels = encode_split(specs, cases, masks, where=where)
     for spec in specs:
         truth = truth_in_units(spec, labels[spec.head.name])
