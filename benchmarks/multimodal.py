@@ -9,6 +9,8 @@ modality dropout, scored on every non-empty subset of the three sequences (`eval
 Dice per patient (a patient's slices taken together) with its 95% bootstrap CI over the test patients; slices at
 half resolution (2 mm pixels), each unit trained for `--minutes` (train --time-limit). The same recipe (early fusion,
 modality dropout 0.3) trained on three institutions and tested on the fourth's patients (unseen site).
+Multi-task: one `multitask_unet` with a segmentation head and a "tumour on this slice" head against the same model
+with either head alone, same slices and budget.
 Patient-level grade (II vs III, clinical.csv's neoplasm_histologic_grade) by attention MIL from the slices, with
 and without age and sex, in 5-fold cross-validation by patient: the out-of-fold bag probabilities of all 65
 patients pooled into one AUC with its bootstrap CI (65 patients give wide intervals). Each finished unit is written
@@ -37,6 +39,11 @@ FUSIONS = ("early", "late", "hemis", "cross_attention")
 SEQUENCES = "t1,flair,t1c"
 CLINICAL = "age_at_initial_pathologic,gender"
 FOLDS = 5
+MULTITASK = {  # the same model and budget with one head, the other, or both
+    "segmentation + tumour on slice": "segmentation,classification:foreground",
+    "segmentation only": "segmentation",
+    "tumour on slice only": "classification:foreground",
+}
 SITE = "HT"  # the test institution of the unseen-site unit (20 patients; the others train)
 
 
@@ -97,6 +104,27 @@ def segmentation_unit(data: Path, run: Path, *, fusion: str, dropout: float, bud
         "n_test_images": next(iter(scored["subsets"].values()))["n"],
         "n_test_patients": next(iter(scored["subsets"].values()))["patients"]["n"],
     }
+
+
+def multitask_unit(data: Path, run: Path, *, heads: str, budget: list) -> dict:
+    """One `multitask_unet` with `heads` (segmentation, classification:foreground or both) on the same slices,
+    budget and resolution: the multi-task run and the two single-task runs differ only in their heads."""
+    shutil.rmtree(run, ignore_errors=True)
+    half = run.parent / "half-resolution.yaml"
+    half.write_text("data:\n  spacing: [2.0, 2.0]\n")
+    started = time.perf_counter()
+    medattn("train", "--data", data, "--out", run, "--heads", heads, "--config", half, *budget)
+    minutes = (time.perf_counter() - started) / 60
+    scored = medattn("evaluate", run)["heads"]
+    row: dict = {"heads": heads, "train_minutes": round(minutes, 1)}
+    for section in scored.values():
+        if section["kind"] == "segmentation":
+            patients = section["patients"]
+            row["dice"] = [patients["dice_mean"], *patients["dice_mean_ci"]]
+        else:
+            row["auc"] = [section["auc"], *section["auc_ci"]]
+            row["acc"] = section["acc"]
+    return row
 
 
 def site_csv(work: Path, test_site: str) -> Path:
@@ -215,7 +243,7 @@ def seg_table(units, label: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 patients for segmentation and short training")
-    parser.add_argument("--parts", default="segmentation,site,mil")
+    parser.add_argument("--parts", default="segmentation,site,multitask,mil")
     parser.add_argument("--minutes", type=float, default=6.0, help="training minutes per segmentation unit (full run)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "multimodal-bench"))
     parser.add_argument("--out", default=str(ROOT / "results" / "multimodal"))
@@ -254,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         unit(f"site-{SITE}", lambda: {**segmentation_unit(
             site_csv(work, SITE), work / f"site-{SITE}", fusion="early", dropout=0.3, budget=budget
         ), "test_site": SITE})  # fmt: skip
+    if "multitask" in parts:
+        folder = segmentation_folder(work, 16 if args.quick else None)
+        for name, heads in MULTITASK.items():
+            unit(f"multitask-{name}", lambda n=name, h=heads: multitask_unit(
+                folder, work / f"multitask-{n}", heads=h, budget=budget
+            ))  # fmt: skip
     if "mil" in parts:
         folds = grade_folds(work, every=4 if args.quick else 2, seed=0)
         for clinical in (False, True):
@@ -269,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
 def summaries(results: dict) -> dict:
     units = results.get("units", {})
     seg = {k: v for k, v in units.items() if k.startswith("seg-")}
+    multitask = {k.removeprefix("multitask-"): v for k, v in units.items() if k.startswith("multitask-")}
     mil = {}
     for inputs in ("images", "clinical"):
         folds = [units[f"mil-{inputs}-fold{k}"] for k in range(FOLDS) if f"mil-{inputs}-fold{k}" in units]
         if len(folds) == FOLDS:
             mil["slices" if inputs == "images" else "slices + age, sex"] = pooled(folds)
-    return {"quick": results.get("quick"), "units": units, "segmentation": seg, "mil": mil}
+    return {"quick": results.get("quick"), "units": units, "segmentation": seg, "multitask": multitask, "mil": mil}
 
 
 if __name__ == "__main__":
