@@ -74,3 +74,28 @@ def test_a_negative_time_limit_is_refused():
     config.train.time_limit = -1
     with pytest.raises(ConfigError, match="time_limit"):
         config.validate()
+
+
+def test_steps_that_fit_cut_only_an_epoch_that_would_overrun():
+    now = time.perf_counter()
+    assert TimeBudget(1.0, started=now - 5).steps_that_fit(10, 5) == 10  # 10 s of 60: the epoch fits
+    assert TimeBudget(1.0, started=now - 10).steps_that_fit(100, 5) == 25  # 2 s a step: 51 s of training is 25
+    assert TimeBudget(0.01, started=now - 10).steps_that_fit(100, 5) == 5  # the steps run are kept
+
+
+def test_an_epoch_longer_than_the_budget_is_cut_to_the_steps_that_fit(tmp_path):
+    data = tmp_path / "phantom.npz"
+    save_medmnist_npz(data, n_train=600, n_val=40, n_test=40, spatial_dims=2, size=28, num_classes=2, seed=1)
+    config = RunConfig()
+    config.data.path = str(data)
+    config.model.options = {"widths": [8, 16, 32]}
+    config.train.epochs, config.train.batch_size, config.train.threads = 20, 4, 1  # 150 steps an epoch
+    config.train.time_limit = 0.002  # 0.12 s: less than one epoch
+    run = prepare_run_dir(tmp_path / "run", resume=False, force=False)
+    result = fit(config, run, quiet=True)
+    assert result["epochs_run"] == 1
+    assert any("of one epoch" in note for note in result["notes"])
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert float(rows[0]["images_per_second"]) * float(rows[0]["seconds"]) < 600  # trained on part of the epoch
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 1  # a resume keeps the plan
+    assert float(rows[0]["lr"]) < 0.5 * config.train.lr  # annealed over the steps it took

@@ -15,7 +15,7 @@ from pathlib import Path
 from medattn.config import RunConfig, save_config
 from medattn.engine import checkpoint as ckpt
 from medattn.engine import distributed
-from medattn.engine.budget import TimeBudget, replanned_schedule
+from medattn.engine.budget import PROBE_STEPS, TimeBudget, replanned_schedule
 from medattn.engine.device import autocast, grad_scaler, model_inputs, use_threads
 from medattn.engine.optim import build_optimizer, build_schedule, ema_model
 from medattn.engine.step import end_epoch, optimizer_step, write_history
@@ -111,6 +111,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     if train_cfg.time_limit:
         budget = TimeBudget(train_cfg.time_limit, spent_before=sum(float(row["seconds"]) for row in history))
     rate_column = f"{task.item}_per_second"
+    cut = None  # the steps of a first epoch cut to fit the time budget
     with distributed.main_bar() as progress:
         bar = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
         for epoch in range(start, train_cfg.epochs):
@@ -142,6 +143,16 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                 progress.update(
                     bar, advance=1, status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}"
                 )
+                if budget is not None and epoch == start == 0 and step + 1 == min(PROBE_STEPS, steps):
+                    cut = distributed.broadcast(budget.steps_that_fit(steps, step + 1))
+                    if cut < steps:  # one epoch alone would overrun the budget
+                        scheduler = _cut_epoch(
+                            config, run, data, optimizer, steps=steps, cut=cut, done=step + 1, quiet=quiet
+                        )
+                        checkpointed["scheduler"] = scheduler
+                        progress.update(bar, total=cut)
+                if cut is not None and step + 1 >= cut:
+                    break
             seconds = time.perf_counter() - tick
             total_loss, seen = distributed.all_reduce([total_loss, seen])  # over every rank's share of the epoch
             [seconds] = distributed.all_reduce([seconds], op="max")
@@ -227,6 +238,26 @@ def _replan(config: RunConfig, run: Path, data, optimizer, *, steps: int, epochs
         console().print(note)
     return replanned_schedule(
         optimizer, name=train_cfg.schedule, lr=train_cfg.lr, steps_per_epoch=steps, epochs=epochs, done=steps
+    )
+
+
+def _cut_epoch(config: RunConfig, run: Path, data, optimizer, *, steps: int, cut: int, done: int, quiet: bool):
+    """One epoch of `cut` of its `steps` steps, to fit train.time_limit: the schedule rebuilt to anneal over them,
+    past the `done` already taken, and config.yaml rewritten (one epoch) so that a resume keeps the plan."""
+    train_cfg = config.train
+    note = (
+        f"train.time_limit {train_cfg.time_limit:g} min: one epoch of {steps} steps would overrun it at the pace of "
+        f"the first {done}, so this run trains {cut} steps ({100 * cut / steps:.0f}% of one epoch), its schedule "
+        "annealing over them"
+    )
+    train_cfg.epochs = 1
+    if distributed.is_main():
+        save_config(config, run / "config.yaml")
+    data.notes.append(note)
+    if not quiet:
+        console().print(note)
+    return replanned_schedule(
+        optimizer, name=train_cfg.schedule, lr=train_cfg.lr, steps_per_epoch=cut, epochs=1, done=done
     )
 
 
