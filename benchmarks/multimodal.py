@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = segmentation_folder(work, 16 if args.quick else None)
         for name, heads in MULTITASK.items():
             unit(f"multitask-{name}", lambda n=name, h=heads: multitask_unit(
-                folder, work / f"multitask-{n}", heads=h, budget=budget
+                folder, work / ("multitask-" + h.replace(",", "+").replace(":", "-")), heads=h, budget=budget
             ))  # fmt: skip
     if "mil" in parts:
         folds = grade_folds(work, every=4 if args.quick else 2, seed=0)
