@@ -134,3 +134,31 @@ def test_fused_segmenter_trains_with_dropout_and_scores_without_flair(shared_dat
     )
     assert isinstance(refused.exception, ConfigError)
     assert "--modalities" in str(refused.exception)
+
+
+def test_modalities_auto_names_them_as_the_data_does_or_says_it_cannot(shared_data, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    folder = tmp_path / "nnunet"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):  # two channel files per case, nnU-Net's naming: case_0000 (the signal), case_0001 (noise)
+        mask = np.zeros((16, 16, 16), np.uint8)
+        mask[4 + i % 4 : 10 + i % 4, 5:11, 5:11] = 1
+        for channel, image in enumerate((mask + 0.1 * rng.normal(size=mask.shape), rng.normal(size=mask.shape))):
+            nib.save(
+                nib.Nifti1Image(image.astype(np.float32), np.eye(4)), folder / "images" / f"c{i}_000{channel}.nii.gz"
+            )
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), folder / "masks" / f"c{i}.nii.gz")
+    run = tmp_path / "auto"
+    medattn("train", "--data", folder, "--out", run, "--epochs", "1", "--modalities", "auto", "--patch", "16")
+    card = json.loads((run / "model.json").read_text())
+    assert card["model"]["options"]["modalities"] == ["0000", "0001"]
+    assert invoke("evaluate", run, "--missing", "0001", "--json")["missing"] == ["0001"]
+    refused = CliRunner().invoke(
+        app, ["train", "--data", str(shared_data / "lgg_mri"), "--out", str(tmp_path / "x"), "--modalities", "auto"]
+    )
+    assert isinstance(refused.exception, ConfigError)
+    assert "does not name several channels" in str(refused.exception)

@@ -33,7 +33,10 @@ _CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose valu
 _COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
 _FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
 _MISSING_HELP = "runs trained with --modalities: leave these out (e.g. flair or flair,t1), or all-subsets: every subset"
-_MODALITIES_HELP = "names of the input modalities, e.g. t1,flair,t1c: the channels split evenly among them, in order"
+_MODALITIES_HELP = (
+    "names of the input modalities, e.g. t1,flair,t1c: the channels split evenly among them, in order; auto: as "
+    "the data names its channels (MSD dataset.json modality, nnU-Net case_0000 files)"
+)
 _MODALITY_FUSION_HELP = "--modalities: early | late | hemis | cross_attention (default early)"
 _DROPOUT_HELP = "--modalities: chance each modality of a training image is left out (at least one kept)"
 _BACKEND_HELP = "torch | onnx | onnx-int8: the network in PyTorch, or exported (medattn export) in ONNX Runtime"

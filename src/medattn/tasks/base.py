@@ -120,6 +120,7 @@ class TaskData:
     num_outputs: int
     n_train: int  # training images or cases
     modality: str = "auto"
+    channel_names: list[str] | None = None  # as the data names its channels (MSD `modality`, nnU-Net file suffixes)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # the task's own (tensors, plans, ...)
     # set by the trainer: the run directory and the epoch being validated (from 0), for tasks that write what an
@@ -408,3 +409,21 @@ def listed_fold_source(source: Any, pool: Pool, train: np.ndarray, held_out: np.
 def auto_epochs(total: int, per_epoch: int, *, low: int, high: int) -> int:
     """Epochs that show the model about `total` items, `per_epoch` at a time, within [low, high]."""
     return min(high, max(low, math.ceil(total / max(per_epoch, 1))))
+
+
+AUTO_MODALITIES = "auto"
+
+
+def named_modalities(config: RunConfig, data: TaskData) -> None:
+    """`--modalities auto`: the modalities named as the data names its channels (an MSD dataset.json's `modality`,
+    nnU-Net channel files' suffixes), before the training set is built; data that names none is an error."""
+    if config.data.modalities != [AUTO_MODALITIES]:
+        return
+    names = data.channel_names
+    if not names or len(names) < 2:
+        raise ConfigError(
+            f"--modalities auto: {config.data.path} does not name several channels (an MSD dataset.json 'modality' "
+            "or nnU-Net channel files case_0000, case_0001, ... do); name them: --modalities t1,flair,..."
+        )
+    config.data.modalities = [str(name) for name in names]
+    data.notes.append(f"modalities from the data: {', '.join(config.data.modalities)}")

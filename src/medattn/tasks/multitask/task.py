@@ -90,6 +90,7 @@ class MultiTaskTask(Task):
             num_outputs=seg.num_classes,
             n_train=len(seg.train_x),
             modality=seg.source.modality,
+            channel_names=seg.source.channel_names,
             notes=seg.notes,
             extra={"seg": seg, "heads": heads, "specs": specs, "labels": labels},
         )

@@ -165,7 +165,23 @@ def _open_folder(root: Path, layout: dict[str, tuple[Path, Path]]) -> Segmentati
             Case(name=c, images=[str(p) for p in images[c]], mask=str(masks[c]), patient_id=patients.get(c))
             for c in sorted(images)
         ]
-    return SegmentationSource(str(root), "folder", splits)
+    return SegmentationSource(str(root), "folder", splits, channel_names=_channel_suffixes(splits))
+
+
+def _channel_suffixes(splits: dict[str, list[Case]]) -> list[str] | None:
+    """The channel files' suffixes (0000, 0001, ...) when every case has the same several: the channels' names."""
+    suffixes = {
+        tuple(
+            _CHANNEL_FILE.match(file_stem(Path(f)))["channel"] if _CHANNEL_FILE.match(file_stem(Path(f))) else ""
+            for f in case.images
+        )
+        for cases in splits.values()
+        for case in cases
+    }
+    if len(suffixes) != 1:
+        return None
+    [names] = suffixes
+    return list(names) if len(names) > 1 and all(names) else None
 
 
 def _modality_of(names: list[str]) -> str:
