@@ -128,6 +128,9 @@ class TrainConfig:
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels have the rest
     # with data.modalities: the chance that each modality of a training image is left out (at least one kept)
     modality_dropout: float = 0.0
+    # with data.clinical: the chance that a training image's whole clinical vector is replaced by the all-unknown
+    # one, so the model keeps an image-only path (None: the task's default)
+    clinical_dropout: float | None = None
 
 
 @dataclass
@@ -172,6 +175,11 @@ class RunConfig:
         _check_modalities(self)
         if (self.data.clinical is None) != (not self.data.clinical_columns):
             raise ConfigError("data.clinical (--clinical) and data.clinical_columns (--clinical-columns) go together")
+        if self.train.clinical_dropout is not None:
+            if self.data.clinical is None:
+                raise ConfigError("train.clinical_dropout (--clinical-dropout) needs data.clinical (--clinical)")
+            if not 0 <= self.train.clinical_dropout < 1:
+                raise ConfigError(f"train.clinical_dropout must be in [0, 1), got {self.train.clinical_dropout}")
         from medattn.engine.distill import check_distillation
 
         check_distillation(self)

@@ -15,6 +15,14 @@ from torch import nn
 CLINICAL_WIDTH = 16  # the clinical embedding: a handful of variables needs no more
 
 
+def pooled(features: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """One vector per input, (B, C), from a backbone's feature map (B, C, *grid) (mean over the grid), tokens
+    (B, T, C) (mean over the tokens), or features already pooled (B, C)."""
+    if features.ndim == 2 + spatial_dims:
+        return features.flatten(2).mean(dim=2)
+    return features.mean(dim=1) if features.ndim == 3 else features
+
+
 class ClinicalFusion(nn.Module):
     def __init__(self, channels: int, inputs: int, *, mode: str, missing: list[float] | None = None) -> None:
         super().__init__()

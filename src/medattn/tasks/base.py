@@ -55,6 +55,7 @@ OPTIONAL_FIELDS = {
     "data.modalities": None,
     "model.fusion": None,
     "train.modality_dropout": 0.0,
+    "train.clinical_dropout": None,
     "data.synthetic": None,
     "data.synthetic_ratio": None,
 }
@@ -80,6 +81,7 @@ FLAGS = {
     "data.modalities": "--modalities",
     "model.fusion": "--fusion",
     "train.modality_dropout": "--modality-dropout",
+    "train.clinical_dropout": "--clinical-dropout",
     "data.synthetic": "--synthetic",
     "data.synthetic_ratio": "--synthetic-ratio",
 }

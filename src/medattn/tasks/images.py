@@ -1,5 +1,6 @@
 """What whole-image tasks share (classification, regression): one output vector per image, images held in
-memory at one size, the default backbone, the input specification, and folds over pooled train and val images.
+memory at one size, the default backbone, the input specification, clinical values beside the images (the model
+wrapped by models/clinical.py), and folds over pooled train and val images.
 
 A subclass gives `open_source(path, config)` (its reader, without carving splits) and `strata(split)` (what
 splits and folds stratify on, or None).
@@ -28,6 +29,12 @@ DEFAULT_OPTIONS = {
 }
 
 
+# The optional fields of clinical values beside the images, which every whole-image task takes.
+CLINICAL_FIELDS = frozenset(
+    {"data.clinical", "data.clinical_columns", "data.clinical_fusion", "train.clinical_dropout"}
+)
+
+
 class ImageTask(Task):
     model_tag: ClassVar[str] = "classification"  # models that map an image to a vector
 
@@ -40,6 +47,33 @@ class ImageTask(Task):
 
     def default_model(self, spatial_dims: int) -> tuple[str, dict]:
         return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
+
+    def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:
+        """As every task resolves, and with clinical data the model wrapped to take it: the vector's width, how it
+        is fused, and the vector of a patient with every value unknown (the image-only path); clinical dropout
+        defaults to data/clinical_images.py's DEFAULT_DROPOUT."""
+        config = super().resolve(config, data, train_set)
+        spec = data.extra["images"].clinical
+        if spec is not None:
+            from medattn.data.clinical_images import DEFAULT_DROPOUT
+
+            fusion = config.data.clinical_fusion or "concat"
+            tabular = {"width": spec.width, "fusion": fusion, "missing": spec.vector(None).tolist()}
+            config.model.options = {**config.model.options, "tabular": tabular}
+            if config.train.clinical_dropout is None:
+                config.train.clinical_dropout = DEFAULT_DROPOUT
+        return config
+
+    def clinical_card(self, data: TaskData) -> dict | None:
+        """The card's `clinical`: the encoding evaluate and predict rebuild, and the patients the table lacked."""
+        images = data.extra["images"]
+        if images.clinical is None:
+            return None
+        return {**images.clinical.to_card(), "absent_patients": images.clinical_join["absent_patients"]}
+
+    def image_notes(self, data_notes: list[str], images) -> list[str]:
+        """The source's notes and the clinical join's (patients the table does not list)."""
+        return list(data_notes) + (images.clinical_join["notes"] if images.clinical_join else [])
 
     def input_card(self, data: TaskData) -> dict:
         images = data.extra["images"]

@@ -183,15 +183,19 @@ def predict_bags(run_dir, items: list[Path], *, series: str | None = None) -> di
 
 
 def _bag_clinical(member, bag) -> str | None:
-    """A predicted bag's clinical values: the row of the run's table whose patient_id is the bag's folder (or file)
-    name; a bag the table does not list has every value unknown, as in training. Says which."""
+    """A predicted bag's clinical values: the row of the run's table (or predict's --clinical) whose patient_id is
+    the bag's folder (or file) name; a bag the table does not list has every value unknown, as in training. Says
+    which."""
     if not member.card.get("clinical"):
         return None
+    from medattn.engine.inputs import CLINICAL
+
     spec = ClinicalSpec.from_card(member.card["clinical"])
-    table = read_table(spec.path)
+    path = CLINICAL.get() or spec.path  # predict --clinical: another table with the same columns
+    table = read_table(path)
     bag.join_clinical(spec, table)
     found = bag.patients[0] in table
-    return f"{spec.path} row {bag.patients[0]}" if found else f"not in {spec.path}: every value unknown"
+    return f"{path} row {bag.patients[0]}" if found else f"not in {path}: every value unknown"
 
 
 def print_report(metrics: dict) -> None:

@@ -20,7 +20,7 @@ from medattn.data.images import load_images
 from medattn.errors import DataError
 from medattn.registry import TASKS
 from medattn.tasks.base import TaskData, auto_epochs
-from medattn.tasks.images import ImageTask
+from medattn.tasks.images import CLINICAL_FIELDS, ImageTask
 
 AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 15, 80
 BATCH = 64
@@ -31,7 +31,7 @@ class RegressionTask(ImageTask):
     name = "regression"
     description = "one or several continuous targets per image"
     layouts = "an .npz with continuous *_labels, a CSV path,<target columns> (--targets names them)"
-    fields = frozenset({"data.targets", "data.size"})
+    fields = frozenset({"data.targets", "data.size"}) | CLINICAL_FIELDS
     losses = ("mse", "huber")
     select_metrics = ("loss", "mae", "rmse", "r2")
     lower_is_better = frozenset({"loss", "mae", "rmse"})
@@ -81,7 +81,7 @@ class RegressionTask(ImageTask):
             num_outputs=len(source.target_names),
             n_train=len(values),
             modality=source.modality,
-            notes=list(source.notes),
+            notes=self.image_notes(source.notes, images),
             extra={"images": images, "mean": mean.float(), "std": std.float()},
         )
 
@@ -95,7 +95,8 @@ class RegressionTask(ImageTask):
     # -- training -----------------------------------------------------------------------------------------
     def train_set(self, config: RunConfig, data: TaskData) -> ImageTrainSet:
         images, mean, std = data.extra["images"], data.extra["mean"], data.extra["std"]
-        return ImageTrainSet(images.train.x, (images.train.y - mean) / std, seed=config.train.seed)
+        train = images.train
+        return ImageTrainSet(train.x, (train.y - mean) / std, seed=config.train.seed, clinical=train.clinical)
 
     def loss(self, config: RunConfig, data: TaskData):
         return StandardisedLoss(config.train.loss)
@@ -106,7 +107,7 @@ class RegressionTask(ImageTask):
         from medattn.tasks.regress.metrics import regression_metrics
 
         val, mean, std = data.extra["images"].val, data.extra["mean"], data.extra["std"]
-        pred = predict_values(model, val.x, mean=mean, std=std, device=device, amp=amp)
+        pred = predict_values(model, val.inputs, mean=mean, std=std, device=device, amp=amp)
         scores = regression_metrics(val.y.numpy(), pred, target_names=data.source.target_names, ci=False)
         standardised = torch.from_numpy((pred - mean.numpy()) / std.numpy()).float()
         scores["loss"] = float(loss_fn.base(standardised, (val.y - mean) / std))
@@ -118,6 +119,7 @@ class RegressionTask(ImageTask):
             "target_mean": data.extra["mean"].tolist(),
             "target_std": data.extra["std"].tolist(),
             "input": self.input_card(data),
+            "clinical": self.clinical_card(data),
             "training_data": self.data_card(data),
         }
 
@@ -221,7 +223,8 @@ class RegressionTask(ImageTask):
 
 
 def predict_values(model, x, *, mean, std, device=None, amp: bool = False, flips=None) -> np.ndarray:
-    """(N, T) predictions in the targets' units for a standardised input (N, C, *spatial)."""
+    """(N, T) predictions in the targets' units for a standardised input (N, C, *spatial), or (images, clinical
+    vectors (N, F))."""
     from medattn.engine.inferers import whole_image
 
     standardised = whole_image(model, x, device=device, amp=amp, flips=flips)

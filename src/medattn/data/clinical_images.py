@@ -1,0 +1,109 @@
+"""Clinical vectors beside whole images (classification, regression): each image gets its patient's vector.
+
+Training fits the encoding on the training patients (data/clinical.py) and joins every image of train and val on
+its `patient_id`; a patient the table does not list gets the all-unknown vector and is counted in the run's notes
+and card. Evaluation rebuilds each member's vectors from its card; predict looks files up in `--clinical TABLE`
+(engine/inputs.py's CLINICAL). Clinical dropout replaces whole vectors by the all-unknown one in training, so the
+model keeps an image-only path for `--missing clinical` and for predict without a table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medattn.data.clinical import ClinicalSpec, fit_clinical, read_table
+from medattn.errors import DataError
+
+# A training image's vector is all-unknown with this chance by default: enough for the image-only path to learn
+# (a fifth of every batch), little enough that the clinical path still sees most of the data.
+DEFAULT_DROPOUT = 0.2
+MISSING_NAME = "clinical"  # the input `--missing clinical` leaves out
+
+
+def join(spec: ClinicalSpec, table: dict, prepared, *, where: str) -> list[str]:
+    """Sets prepared.clinical (N, F) from each image's patient; returns the patients the table does not list."""
+    import torch
+
+    patients = patients_of(prepared.patient_ids, where=where)
+    prepared.clinical = torch.from_numpy(spec.vectors(table, patients)).float()
+    return sorted({p for p in patients if p not in table})
+
+
+def fit_images(config, where: str, train, val) -> tuple[ClinicalSpec, dict]:
+    """(the encoding fitted on the training patients, {"absent_patients": {split: count}, "notes": [...]}), with
+    train.clinical and val.clinical set."""
+    data = config.data
+    patients = patients_of(train.patient_ids, where=f"{where} [train]")
+    spec, table = fit_clinical(data.clinical, data.clinical_columns, patients)
+    absent, notes = {}, []
+    for name, prepared in (("train", train), ("val", val)):
+        missing = join(spec, table, prepared, where=f"{where} [{name}]")
+        absent[name] = len(missing)
+        if missing:
+            notes.append(
+                f"{len(missing)} {name} patient(s) not in the clinical table {data.clinical} (e.g. {missing[0]}): "
+                f"their clinical values count as unknown"
+            )
+    return spec, {"absent_patients": absent, "notes": notes}
+
+
+def patients_of(ids: list[str] | None, *, where: str) -> list[str]:
+    if ids is None or not any(ids):
+        raise DataError(
+            f"{where}: clinical values join on patient_id, but the images have none (a CSV needs a patient_id "
+            f"column, a class-folder tree a manifest.csv with file and patient_id)"
+        )
+    return list(ids)
+
+
+def member_vectors(card: dict, patients: list[str | None] | None, *, where: str):
+    """(N, F) float32 vectors of `patients` (None in the list: a patient not known) as the run's card encodes
+    them, from predict's `--clinical` table or the table training read; None when the run takes no clinical
+    values or `--missing clinical` leaves them out. Data without patient ids (None) is an error naming `where`."""
+    from medattn.engine.inputs import CLINICAL, MISSING
+
+    section = card.get("clinical")
+    if not section or MISSING_NAME in MISSING.get():
+        return None
+    import torch
+
+    patients = patients_of(patients, where=where) if patients is None else patients
+    spec = ClinicalSpec.from_card(section)
+    table = read_table(CLINICAL.get() or spec.path)
+    if None not in patients and not any(p in table for p in patients):
+        raise DataError(f"{where}: none of its patients is in the clinical table {CLINICAL.get() or spec.path}")
+    return torch.from_numpy(spec.vectors(table, patients)).float()
+
+
+def file_patient(file: str | Path) -> tuple[str | None, dict]:
+    """(patient, what predict reports of it) for an image file: with `--clinical`, the longest patient id of the
+    table found in the file's path (a folder or a file name that starts with it), reported as attention MIL's
+    predict does ({"clinical": "TABLE row ID"}, or every value unknown); without a table (None, {}): the
+    image-only path."""
+    from medattn.engine.inputs import CLINICAL
+
+    path = CLINICAL.get()
+    if path is None:
+        return None, {}
+    text = str(Path(file).resolve())
+    found = [patient for patient in read_table(path) if patient and patient in text]
+    if not found:
+        return None, {"clinical": f"no patient_id of {path} in the file's path: every value unknown"}
+    patient = max(found, key=len)
+    return patient, {"clinical": f"{path} row {patient}"}
+
+
+class ClinicalDropout:
+    """Each row of a clinical batch (B, F) replaced by the all-unknown vector with probability p."""
+
+    def __init__(self, missing, p: float, *, seed: int) -> None:
+        import torch
+
+        self.missing, self.p = torch.as_tensor(missing, dtype=torch.float32), p
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, clinical):
+        import torch
+
+        drop = torch.rand(len(clinical), generator=self.generator) < self.p  # (B,)
+        return torch.where(drop[:, None], self.missing.to(clinical.dtype), clinical)
