@@ -85,8 +85,9 @@ def file_patient(file: str | Path) -> tuple[str | None, dict]:
     path = CLINICAL.get()
     if path is None:
         return None, {}
-    text = str(Path(file).resolve())
-    found = [patient for patient in read_table(path) if patient and patient in text]
+    file = Path(file).resolve()
+    folders = set(file.parent.parts) | ({file.name} if file.is_dir() else set())  # a DICOM series folder
+    found = [p for p in read_table(path) if p and (p in folders or file.name.startswith(p))]
     if not found:
         return None, {"clinical": f"no patient_id of {path} in the file's path: every value unknown"}
     patient = max(found, key=len)

@@ -1,0 +1,224 @@
+"""Clinical values beside the image for classification and regression (models/clinical.py, data/clinical_images.py):
+the wrapper over any registered classifier in 2D and 3D, a label only the table knows (the clinical path must carry
+it, the image-only path cannot), real lgg_mri grades and ages with and without the table, and the errors."""
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from tests.run_cli import invoke
+from tests.run_cli import run as medattn
+from typer.testing import CliRunner
+
+from medattn.cli import app
+from medattn.engine.inputs import MISSING, apply_missing
+from medattn.errors import ConfigError, DataError
+from medattn.registry import create_model
+
+AGE, SEX, GRADE = "age_at_initial_pathologic", "gender", "neoplasm_histologic_grade"
+SMALL = {"widths": [8, 16], "depths": [1, 1], "stem_stride": 2, "attention": "se"}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", ["attn_resnet", "hybrid"])
+def test_wrapper_fits_classifiers_in_2d_and_3d(name, dims):
+    torch.manual_seed(0)
+    x, clinical = torch.randn(2, 1, *[16] * dims), torch.tensor([[1.5, 0.0, 1.0], [-1.0, 0.0, 0.0]])
+    missing = [0.0, 1.0, 0.0]
+    options = dict(SMALL) if name == "attn_resnet" else {}
+    for fusion in ("film", "concat"):
+        tabular = {"width": 3, "fusion": fusion, "missing": missing}
+        model = create_model(
+            name, spatial_dims=dims, in_channels=1, num_classes=2, options={**options, "tabular": tabular}
+        )
+        model.eval()
+        with torch.no_grad():
+            given, swapped = model(x, clinical), model(x, clinical.flip(0))
+            alone, stated = model(x), model(x, torch.tensor([missing] * 2))
+        torch.testing.assert_close(alone, stated)  # the image alone is the all-unknown vector
+        assert torch.allclose(given, swapped) == (fusion == "film")  # FiLM starts as the identity; concat reads
+        model.train()
+        model(x, clinical).sum().backward()
+        assert next(model.fusion.embed.parameters()).grad.abs().sum() > 0  # the clinical path learns
+        again = create_model(name, spatial_dims=dims, in_channels=1, num_classes=2, options=model.config["options"])
+        again.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(again.eval()(x, clinical), model.eval()(x, clinical))
+    token = MISSING.set(("clinical",))
+    try:
+        assert apply_missing(model, (x, clinical)) is x  # `--missing clinical`: the image-only path
+        with pytest.raises(DataError, match="trained with --clinical"):
+            apply_missing(create_model(name, spatial_dims=dims, in_channels=1, num_classes=2, options=options), x)
+    finally:
+        MISSING.reset(token)
+
+
+def _marker_data(root, tmp_path):
+    """Every 8th lgg_mri slice labelled by a random per-patient marker only the table holds (3 patients left out
+    of it); patients split 2:1:2 into train, val and test, stratified by the marker."""
+    patients = sorted({r["patient_id"] for r in csv.DictReader((root / "clinical.csv").open())})
+    rng = random.Random(0)
+    marker = {p: rng.random() for p in patients}
+    split = {
+        p: ("train", "train", "val", "test", "test")[i % 5] for i, p in enumerate(sorted(patients, key=marker.get))
+    }
+    table = tmp_path / "marker.csv"
+    table.write_text(
+        "patient_id,marker,sex\n" + "".join(f"{p},{marker[p]:.4f},{rng.choice('FM')}\n" for p in patients[3:])
+    )
+    slices = list(csv.DictReader((root / "manifest.csv").open()))[::8]
+    data = tmp_path / "marker_data.csv"
+    data.write_text(
+        "path,label,patient_id,split\n"
+        + "".join(
+            f"{root / 'images' / s['file']},{int(marker[s['patient_id']] > 0.5)},{s['patient_id']},"
+            f"{split[s['patient_id']]}\n"
+            for s in slices
+        )
+    )
+    return data, table, patients[:3]
+
+
+@pytest.fixture(scope="module")
+def marker_run(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("marker")
+    data, table, absent = _marker_data(shared_data / "lgg_mri", tmp)
+    run = tmp / "run"
+    medattn(
+        "train", "--data", data, "--out", run, "--model", "cnn", "--size", "32", "--batch-size", "16",
+        "--epochs", "10", "--clinical", table, "--clinical-columns", "marker,sex", "--clinical-fusion", "film",
+    )  # fmt: skip
+    return run, table, absent
+
+
+def test_a_label_only_the_table_knows_needs_the_clinical_path(marker_run, shared_data):
+    run, table, _ = marker_run
+    card = json.loads((run / "model.json").read_text())
+    assert card["clinical"]["features"] == ["marker", "marker missing", "sex=F", "sex=M", "sex missing"]
+    assert card["model"]["options"]["tabular"]["missing"] == [0, 1, 0, 0, 1]
+    assert sum(card["clinical"]["absent_patients"].values()) >= 1  # counted, not an error
+    assert any("not in the clinical table" in note for note in card["training_data"]["notes"])
+    assert "clinical_dropout: 0.2" in (run / "config.yaml").read_text()
+    full = invoke("evaluate", run, "--json")
+    alone = invoke("evaluate", run, "--missing", "clinical", "--json")
+    assert full["auc"] >= 0.9, full["auc"]  # measured 0.976 (26 test patients)
+    assert alone["auc"] < 0.8, alone["auc"]  # measured 0.687: the image cannot know the marker
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert {"test", "test-missing-clinical"} <= set(recorded)
+    subsets = invoke("evaluate", run, "--missing", "all-subsets", "--json")
+    assert set(subsets["table"]) == {"image+clinical", "image"}
+    patient = table.read_text().splitlines()[1].split(",")[0]
+    image = shared_data / "lgg_mri" / "images" / f"{patient}_1.png"
+    known = invoke("predict", run, image, "--clinical", table, "--json")["predictions"][0]
+    plain = invoke("predict", run, image, "--json")["predictions"][0]
+    without = invoke("predict", run, image, "--missing", "clinical", "--json")["predictions"][0]
+    assert known["clinical"] == f"{table} row {patient}"
+    assert known["probabilities"] != plain["probabilities"]
+    assert plain["probabilities"] == without["probabilities"]  # no table: the image-only path
+
+
+def test_real_grades_and_ages_with_and_without_the_table(shared_data, tmp_path):
+    root = shared_data / "lgg_mri"
+    rows = {r["patient_id"]: r for r in csv.DictReader((root / "clinical.csv").open())}
+    slices = [s for s in list(csv.DictReader((root / "manifest.csv").open()))[::8] if rows[s["patient_id"]][GRADE]]
+    grades = tmp_path / "grades.csv"
+    grades.write_text(
+        "path,label,patient_id\n"
+        + "".join(f"{root / 'images' / s['file']},{rows[s['patient_id']][GRADE]},{s['patient_id']}\n" for s in slices)
+    )
+    table = root / "clinical.csv"
+    run = tmp_path / "grade"
+    medattn(
+        "train", "--data", grades, "--out", run, "--model", "cnn", "--size", "32", "--epochs", "2",
+        "--clinical", table, "--clinical-columns", f"{AGE},{SEX},histological_type", "--clinical-dropout", "0.5",
+    )  # fmt: skip
+    for extra in ([], ["--missing", "clinical"]):
+        assert 0 <= invoke("evaluate", run, *extra, "--json")["auc"] <= 1
+    ages = tmp_path / "ages.csv"
+    ages.write_text(
+        "path,age,patient_id\n"
+        + "".join(
+            f"{root / 'images' / s['file']},{rows[s['patient_id']][AGE]},{s['patient_id']}\n"
+            for s in slices
+            if rows[s["patient_id"]][AGE]
+        )
+    )
+    regression = tmp_path / "age"
+    medattn(
+        "train", "--data", ages, "--targets", "age", "--out", regression, "--model", "cnn", "--size", "32",
+        "--epochs", "2", "--clinical", table, "--clinical-columns", f"{SEX},{GRADE}", "--clinical-fusion", "concat",
+    )  # fmt: skip
+    assert np.isfinite(invoke("evaluate", regression, "--json")["mae"])
+    assert np.isfinite(invoke("evaluate", regression, "--missing", "clinical", "--json")["mae"])
+    plain = tmp_path / "plain"
+    medattn("train", "--data", grades, "--out", plain, "--model", "cnn", "--size", "16", "--epochs", "1")
+    image = slices[0]["file"]
+    with pytest.raises(ConfigError, match="not trained with clinical values"):
+        CliRunner().invoke(
+            app, ["predict", str(plain), str(root / "images" / image), "--clinical", str(table)], catch_exceptions=False
+        )
+    with pytest.raises(ConfigError, match="--clinical"):
+        CliRunner().invoke(app, ["evaluate", str(plain), "--missing", "clinical"], catch_exceptions=False)
+
+
+def _refused(kind, *args, says: tuple[str, ...]) -> None:
+    """The command fails with a `kind` error whose message holds every text in `says`."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert isinstance(result.exception, kind), result.output
+    for text in says:
+        assert str(text) in str(result.exception)
+
+
+def test_bad_tables_and_tasks_are_clear_errors(shared_data, tmp_path):
+    root = shared_data / "lgg_mri"
+    data, table, _ = _marker_data(root, tmp_path)
+    train = ["train", "--data", data, "--out", tmp_path / "run", "--model", "cnn", "--size", "16", "--epochs", "1"]
+    keyless = tmp_path / "keyless.csv"
+    keyless.write_text("id,marker\na,1\n")
+    _refused(DataError, *train, "--clinical", keyless, "--clinical-columns", "marker", says=(keyless, "patient_id"))
+    _refused(DataError, *train, "--clinical", table, "--clinical-columns", "weight", says=(table, "'weight'"))
+    no_ids = tmp_path / "no_ids.csv"
+    no_ids.write_text("\n".join(",".join(line.split(",")[:2]) for line in data.read_text().splitlines()) + "\n")
+    clinical = ["--clinical", table, "--clinical-columns", "marker"]
+    _refused(DataError, *train[:2], no_ids, *train[3:], *clinical, says=(no_ids, "patient_id"))
+    _refused(ConfigError, *train, "--clinical-dropout", "0.3", says=("--clinical",))
+    name = "TCGA_CS_4942_19970222_10"
+    masks = tmp_path / "masks.csv"
+    masks.write_text(f"image,mask\n{root / 'images' / name}.png,{root / 'masks' / name}_mask.png\n")
+    segment = ["train", "--data", masks, "--task", "segmentation", "--out", tmp_path / "seg", *clinical]
+    _refused(ConfigError, *segment, says=("segmentation", "classification", "regression"))
+
+
+def test_class_folders_with_a_manifest_and_volumes_in_3d(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "volumes"
+    lines, table = ["file,patient_id"], ["patient_id,score"]
+    for i in range(16):  # two volumes a patient, eight patients
+        label = (i // 2) % 2
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        volume = rng.normal(size=(12, 12, 12)).astype(np.float32) + label
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"p{i // 2}_{i}.nii.gz")
+        lines.append(f"p{i // 2}_{i}.nii.gz,p{i // 2}")
+        if i % 2 == 0:
+            table.append(f"p{i // 2},{rng.normal() + label}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "table.csv").write_text("\n".join(table) + "\n")
+    run = tmp_path / "run"
+    medattn(
+        "train", "--data", root, "--out", run, "--model", "cnn", "--size", "12,12,12", "--epochs", "1",
+        "--clinical", tmp_path / "table.csv", "--clinical-columns", "score:numeric",
+    )  # fmt: skip
+    card = json.loads((run / "model.json").read_text())
+    assert card["model"]["spatial_dims"] == 3
+    assert card["model"]["options"]["tabular"]["width"] == 2
+    assert any("grouped by patient" in note for note in card["training_data"]["notes"])  # the manifest's ids
+    assert invoke("evaluate", run, "--split", "val", "--json")["n"] >= 2
+    found = invoke("predict", run, root / "class1" / "p1_2.nii.gz", "--clinical", tmp_path / "table.csv", "--json")
+    assert found["predictions"][0]["clinical"].endswith("row p1")
+    assert sum(found["predictions"][0]["probabilities"].values()) == pytest.approx(1)
