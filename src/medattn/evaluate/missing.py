@@ -76,7 +76,7 @@ def evaluate_missing(task, run: Path, text: str, *, reading, **options) -> dict:
 
 
 def print_subsets(payload: dict) -> None:
-    print(f"{payload['run']}: {payload['metric']} by the modalities present")
+    print(f"{payload['run']}: {payload['metric']} by the inputs present")
     for subset, metrics in payload["subsets"].items():
         ci = metrics.get(f"{payload['metric']}_ci")
         interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""

@@ -190,7 +190,8 @@ class ClassificationTask(ClassScores, ImageTask):
     def print_predictions(self, payload: dict) -> None:
         for row in payload["predictions"]:
             probs = ", ".join(f"{k} {v:.3f}" for k, v in row["probabilities"].items())
-            print(f"{row['file']}: {row['class']} ({probs})")
+            clinical = f"; clinical: {row['clinical']}" if "clinical" in row else ""
+            print(f"{row['file']}: {row['class']} ({probs}){clinical}")
 
     def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.classify.inspect import inspect_source

@@ -154,7 +154,8 @@ class RegressionTask(ImageTask):
     def print_predictions(self, payload: dict) -> None:
         for row in payload["predictions"]:
             values = ", ".join(f"{k} {v:.4g}" for k, v in row["values"].items())
-            print(f"{row['file']}: {values}")
+            clinical = f"; clinical: {row['clinical']}" if "clinical" in row else ""
+            print(f"{row['file']}: {values}{clinical}")
 
     def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.regress.report import inspect_targets
