@@ -97,3 +97,8 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     unknown = invoke("predict", run, tmp_path / "stranger", "--json")["predictions"][0]
     assert "every value unknown" in unknown["clinical"]
     assert found["probabilities"] != unknown["probabilities"] or found["instances"] != unknown["instances"]
+    alone = invoke("evaluate", run, "--missing", "clinical", "--json")  # every bag's values unknown
+    assert alone["missing"] == ["clinical"]
+    assert "test-missing-clinical" in json.loads((run / "metrics.json").read_text())
+    left = invoke("predict", run, bag, "--missing", "clinical", "--json")["predictions"][0]
+    assert left["clinical"].startswith("left out")

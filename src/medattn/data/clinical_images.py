@@ -56,14 +56,21 @@ def patients_of(ids: list[str] | None, *, where: str) -> list[str]:
     return list(ids)
 
 
+def left_out() -> bool:
+    """Whether `--missing clinical` leaves the clinical values out (evaluate and predict score the image alone)."""
+    from medattn.engine.inputs import MISSING
+
+    return MISSING_NAME in MISSING.get()
+
+
 def member_vectors(card: dict, patients: list[str | None] | None, *, where: str):
     """(N, F) float32 vectors of `patients` (None in the list: a patient not known) as the run's card encodes
     them, from predict's `--clinical` table or the table training read; None when the run takes no clinical
     values or `--missing clinical` leaves them out. Data without patient ids (None) is an error naming `where`."""
-    from medattn.engine.inputs import CLINICAL, MISSING
+    from medattn.engine.inputs import CLINICAL
 
     section = card.get("clinical")
-    if not section or MISSING_NAME in MISSING.get():
+    if not section or left_out():
         return None
     import torch
 
