@@ -77,7 +77,9 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     medattn(
         "train", "--data", data, "--bag", "patient_id", "--out", run, "--epochs", "2", "--size", "32",
         "--clinical", root / "clinical.csv", "--clinical-columns", f"{AGE},{SEX}", "--clinical-fusion", "film",
+        "--clinical-dropout", "0.3",
     )  # fmt: skip
+    assert "clinical_dropout: 0.3" in (run / "config.yaml").read_text()
     card = json.loads((run / "model.json").read_text())
     assert card["clinical"]["features"] == [AGE, f"{AGE} missing", f"{SEX}=1", f"{SEX}=2", f"{SEX} missing"]
     assert card["model"]["options"]["clinical"] == 5

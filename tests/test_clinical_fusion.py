@@ -56,6 +56,29 @@ def test_wrapper_fits_classifiers_in_2d_and_3d(name, dims):
         MISSING.reset(token)
 
 
+def test_clinical_dropout_blanks_whole_vectors_and_batches_carry_them():
+    from medattn.config import RunConfig
+    from medattn.data.clinical_images import ClinicalDropout
+    from medattn.tasks.classify.train_set import ClassTrainSet
+
+    missing = torch.tensor([0.0, 1.0, 0.0])
+    clinical = torch.tensor([[2.0, 0.0, 1.0]]).repeat(1000, 1)
+    dropped = ClinicalDropout(missing, 0.25, seed=0)(clinical)
+    blank = (dropped == missing).all(dim=1)
+    assert ((dropped == clinical).all(dim=1) | blank).all()  # a row is kept whole or blanked whole
+    assert 0.2 < blank.float().mean() < 0.3
+    train = ClassTrainSet(torch.randn(8, 1, 8, 8), torch.arange(8) % 2, num_classes=2, seed=0, clinical=clinical[:8])
+    config = RunConfig()
+    config.data.augment = []
+    config.train.sampler, config.train.clinical_dropout = "shuffle", 0.5
+    config.model.options = {"tabular": {"width": 3, "fusion": "film", "missing": missing.tolist()}}
+    train.configure(config)
+    (images, vectors), _ = train.batch(torch.arange(8))
+    assert images.shape == (8, 1, 8, 8)
+    assert vectors.shape == (8, 3)
+    assert "clinical_dropout" in train.generators  # checkpointed with the run, so a resume is exact
+
+
 def _marker_data(root, tmp_path):
     """Every 8th lgg_mri slice labelled by a random per-patient marker only the table holds (3 patients left out
     of it); patients split 2:1:2 into train, val and test, stratified by the marker."""

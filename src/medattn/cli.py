@@ -31,7 +31,9 @@ _BAG_HELP = "bag-labelled CSV: the column whose rows form one bag with one label
 _CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose values join the image features"
 _COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
 _FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
-_CLINICAL_DROPOUT_HELP = "--clinical: chance a training image's clinical vector is all-unknown (default 0.2)"
+_CLINICAL_DROPOUT_HELP = (
+    "--clinical: chance a training image's (or bag's) clinical vector is all-unknown (default 0.2; mil: 0)"
+)
 _MISSING_HELP = (
     "runs trained with --modalities or --clinical: leave these out (e.g. flair, flair,t1 or clinical), or "
     "all-subsets: every subset"
