@@ -18,33 +18,65 @@ from medattn.errors import DataError
 # (a fifth of every batch), little enough that the clinical path still sees most of the data.
 DEFAULT_DROPOUT = 0.2
 MISSING_NAME = "clinical"  # the input `--missing clinical` leaves out
-
-
-def join(spec: ClinicalSpec, table: dict, prepared, *, where: str) -> list[str]:
-    """Sets prepared.clinical (N, F) from each image's patient; returns the patients the table does not list."""
-    import torch
-
-    patients = patients_of(prepared.patient_ids, where=where)
-    prepared.clinical = torch.from_numpy(spec.vectors(table, patients)).float()
-    return sorted({p for p in patients if p not in table})
+# The optional config fields of clinical values beside the images, which every task that takes them lists.
+CLINICAL_FIELDS = frozenset(
+    {"data.clinical", "data.clinical_columns", "data.clinical_fusion", "train.clinical_dropout"}
+)
 
 
 def fit_images(config, where: str, train, val) -> tuple[ClinicalSpec, dict]:
     """(the encoding fitted on the training patients, {"absent_patients": {split: count}, "notes": [...]}), with
     train.clinical and val.clinical set."""
+    spec, vectors, info = fit_patients(config, where, {"train": train.patient_ids, "val": val.patient_ids})
+    train.clinical, val.clinical = vectors["train"], vectors["val"]
+    return spec, info
+
+
+def fit_patients(config, where: str, patients: dict[str, list[str] | None]) -> tuple[ClinicalSpec, dict, dict]:
+    """(the encoding fitted on patients["train"], {split: (N, F) vectors}, {"absent_patients": {split: count},
+    "notes": [...]}) for each split's list of patient ids (one per image or case)."""
+    import torch
+
     data = config.data
-    patients = patients_of(train.patient_ids, where=f"{where} [train]")
-    spec, table = fit_clinical(data.clinical, data.clinical_columns, patients)
-    absent, notes = {}, []
-    for name, prepared in (("train", train), ("val", val)):
-        missing = join(spec, table, prepared, where=f"{where} [{name}]")
+    ids = {name: patients_of(given, where=f"{where} [{name}]") for name, given in patients.items()}
+    spec, table = fit_clinical(data.clinical, data.clinical_columns, ids["train"])
+    vectors, absent, notes = {}, {}, []
+    for name, given in ids.items():
+        vectors[name] = torch.from_numpy(spec.vectors(table, given)).float()
+        missing = sorted({p for p in given if p not in table})
         absent[name] = len(missing)
         if missing:
             notes.append(
                 f"{len(missing)} {name} patient(s) not in the clinical table {data.clinical} (e.g. {missing[0]}): "
                 f"their clinical values count as unknown"
             )
-    return spec, {"absent_patients": absent, "notes": notes}
+    return spec, vectors, {"absent_patients": absent, "notes": notes}
+
+
+def clinical_options(config, spec: ClinicalSpec | None, *, fusion: str) -> None:
+    """With clinical data, the model options that wrap the model to take it (models/clinical.py: the vector's
+    width, `fusion` unless data.clinical_fusion says, the all-unknown vector) and clinical dropout's default."""
+    if spec is None:
+        return
+    tabular = {
+        "width": spec.width,
+        "fusion": config.data.clinical_fusion or fusion,
+        "missing": spec.vector(None).tolist(),
+    }
+    config.model.options = {**config.model.options, "tabular": tabular}
+    if config.train.clinical_dropout is None:
+        config.train.clinical_dropout = DEFAULT_DROPOUT
+
+
+def clinical_dropout(train_set, config, missing: list[float], *, seed: int):
+    """The dropout `config.train.clinical_dropout` asks for (None when 0 or unset), its generator registered with
+    the train set's checkpointed and per-rank streams."""
+    if not config.train.clinical_dropout:
+        return None
+    dropout = ClinicalDropout(missing, config.train.clinical_dropout, seed=seed)
+    train_set.generators["clinical_dropout"] = dropout.generator
+    train_set.rank_generators.append(dropout.generator)
+    return dropout
 
 
 def patients_of(ids: list[str] | None, *, where: str) -> list[str]:

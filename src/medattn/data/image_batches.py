@@ -26,14 +26,11 @@ class ImageTrainSet:
         self.augment = Augment(config.data.augment, spatial_dims=self.x.ndim - 2, seed=self.seed + 1)
         self.generators["augment"] = self.augment.generator
         self.rank_generators.append(self.augment.generator)
-        tabular = config.model.options.get("tabular")
-        if self.clinical is not None and tabular and config.train.clinical_dropout:
-            from medattn.data.clinical_images import ClinicalDropout
+        if self.clinical is not None:
+            from medattn.data.clinical_images import clinical_dropout
 
-            dropout = ClinicalDropout(tabular["missing"], config.train.clinical_dropout, seed=self.seed + 4)
-            self.clinical_dropout = dropout
-            self.generators["clinical_dropout"] = dropout.generator
-            self.rank_generators.append(dropout.generator)
+            missing = config.model.options["tabular"]["missing"]
+            self.clinical_dropout = clinical_dropout(self, config, missing, seed=self.seed + 4)
 
     def order(self, generator):
         import torch

@@ -41,7 +41,10 @@ def whole_image(
 
         return numeric.whole_image(model, x, transform=transform, batch_size=batch_size, flips=flips)
     if isinstance(x, tuple | list) and isinstance(x[0], np.ndarray):
-        raise ConfigError("a model with clinical inputs runs with the PyTorch network (--backend torch)")
+        raise ConfigError(
+            "a model's clinical inputs run in the PyTorch network (--backend torch); its ONNX export is the "
+            "image-only path (--missing clinical)"
+        )
     import torch
 
     from medattn.engine.batch_memory import inference_batch

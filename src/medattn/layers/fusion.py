@@ -40,7 +40,8 @@ class ClinicalFusion(nn.Module):
             self.out_channels = channels
 
     def forward(self, features: torch.Tensor, clinical: torch.Tensor | None) -> torch.Tensor:
-        """(B, C) image features and (B, F) clinical values (None: all unknown) -> (B, out_channels)."""
+        """(B, C) image features and (B, F) clinical values (None: all unknown) -> (B, out_channels); FiLM also
+        modulates a feature map (B, C, *grid), each channel over its whole grid (a U-Net's bottleneck)."""
         if clinical is None:
             clinical = self.missing.expand(len(features), -1)
         clinical = clinical.to(features.dtype)
@@ -49,4 +50,5 @@ class ClinicalFusion(nn.Module):
         if self.mode == "concat":
             return torch.cat([features, self.embed(clinical)], dim=1)
         gamma, beta = self.embed(clinical).chunk(2, dim=1)  # (B, C) each
-        return features * (1 + gamma) + beta
+        grid = (...,) + (None,) * (features.ndim - 2)  # (B, C, 1, ...) for a feature map
+        return features * (1 + gamma[grid]) + beta[grid]

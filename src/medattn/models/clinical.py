@@ -60,6 +60,73 @@ class ClinicalModel(ModelBase):
         return self.forward_head(self.forward_features(x, clinical))
 
 
+class FiLMBottleneck(nn.Module):
+    """A U-Net's bottleneck followed by FiLM with the clinical vector its segmenter set for this forward."""
+
+    def __init__(self, inner: nn.Module, fusion: ClinicalFusion) -> None:
+        super().__init__()
+        self.inner, self.fusion = inner, fusion
+        self.clinical: torch.Tensor | None = None  # (B, F), set by ClinicalSegmenter around each forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *grid)
+        return self.fusion(self.inner(x), self.clinical)
+
+
+class ClinicalSegmenter(ModelBase):
+    """A U-Net (any model with a `bottleneck` module on its deepest map) whose bottleneck is FiLM-modulated."""
+
+    def __init__(
+        self, *, backbone: nn.Module, width: int, fusion: str, missing: list[float] | None, spatial_dims: int
+    ) -> None:
+        super().__init__(spatial_dims=spatial_dims, in_channels=backbone.in_channels, num_classes=backbone.num_classes)
+        if fusion != "film":
+            raise ConfigError(
+                f"segmentation fuses clinical values by film only (the bottleneck's FiLM); got {fusion!r}"
+            )
+        convs = [m for m in backbone.encoder[-1].modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
+        self.film = FiLMBottleneck(
+            backbone.bottleneck, ClinicalFusion(convs[-1].out_channels, width, mode=fusion, missing=missing)
+        )
+        backbone.bottleneck = self.film
+        self.net = backbone
+        self.modalities = getattr(backbone, "modalities", None)
+        self.clinical_inputs = width
+        self.feature_channels = backbone.feature_channels
+        self.cam_layer = getattr(backbone, "cam_layer", None) and f"net.{backbone.cam_layer}"
+
+    def _with(self, clinical: torch.Tensor | None, run):
+        self.film.clinical = clinical
+        try:
+            return run()
+        finally:
+            self.film.clinical = None  # a later image-only call must not reuse this batch's values
+
+    def forward_features(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
+        return self._with(clinical, lambda: self.net.forward_features(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(features)
+
+    def forward(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
+        out = self._with(clinical, lambda: self.net(x))  # (B, K, *S)
+        self.aux_logits = getattr(self.net, "aux_logits", [])  # deep supervision's, read by the loss
+        return out
+
+
+class BoundClinical(nn.Module):
+    """A clinical model with one case's vector bound: forward(x) gives model(x, vector) for every input in x (the
+    windows of a sliding window all come from that case)."""
+
+    def __init__(self, model: nn.Module, vector: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.vector = model, vector  # (1, F) or (F,)
+        self.clinical_inputs = model.clinical_inputs
+        self.modalities = getattr(model, "modalities", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.vector.reshape(1, -1).to(x.device).expand(len(x), -1))
+
+
 def wrap_clinical(build, *, name: str, spatial_dims: int, in_channels: int, num_classes: int, options: dict):
     """The model `name` built by `build(options)` (the registry's builder, or its modality fusion) with the
     clinical vector options[OPTION] describes fused before a new head."""
@@ -68,6 +135,16 @@ def wrap_clinical(build, *, name: str, spatial_dims: int, in_channels: int, num_
     if set(tabular) - {"width", "fusion", "missing"} or "width" not in tabular:
         raise ConfigError(f"model option {OPTION!r} takes width, fusion and missing; got {sorted(tabular)}")
     backbone = build(options)
+    if isinstance(getattr(backbone, "bottleneck", None), nn.Module):  # the U-Net family: FiLM at the bottleneck
+        model = ClinicalSegmenter(
+            backbone=backbone,
+            width=int(tabular["width"]),
+            fusion=tabular.get("fusion", "film"),
+            missing=tabular.get("missing"),
+            spatial_dims=spatial_dims,
+        )
+        model._record(name, **backbone.config["options"], **{OPTION: tabular})
+        return model
     model = ClinicalModel(
         backbone=backbone,
         spatial_dims=spatial_dims,

@@ -29,12 +29,6 @@ DEFAULT_OPTIONS = {
 }
 
 
-# The optional fields of clinical values beside the images, which every whole-image task takes.
-CLINICAL_FIELDS = frozenset(
-    {"data.clinical", "data.clinical_columns", "data.clinical_fusion", "train.clinical_dropout"}
-)
-
-
 class ImageTask(Task):
     model_tag: ClassVar[str] = "classification"  # models that map an image to a vector
 
@@ -49,19 +43,12 @@ class ImageTask(Task):
         return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
 
     def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:
-        """As every task resolves, and with clinical data the model wrapped to take it: the vector's width, how it
-        is fused, and the vector of a patient with every value unknown (the image-only path); clinical dropout
-        defaults to data/clinical_images.py's DEFAULT_DROPOUT."""
-        config = super().resolve(config, data, train_set)
-        spec = data.extra["images"].clinical
-        if spec is not None:
-            from medattn.data.clinical_images import DEFAULT_DROPOUT
+        """As every task resolves, and with clinical data the model wrapped to take it (concatenation by
+        default)."""
+        from medattn.data.clinical_images import clinical_options
 
-            fusion = config.data.clinical_fusion or "concat"
-            tabular = {"width": spec.width, "fusion": fusion, "missing": spec.vector(None).tolist()}
-            config.model.options = {**config.model.options, "tabular": tabular}
-            if config.train.clinical_dropout is None:
-                config.train.clinical_dropout = DEFAULT_DROPOUT
+        config = super().resolve(config, data, train_set)
+        clinical_options(config, data.extra["images"].clinical, fusion="concat")
         return config
 
     def clinical_card(self, data: TaskData) -> dict | None:

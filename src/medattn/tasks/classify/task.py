@@ -12,13 +12,14 @@ import math
 from pathlib import Path
 
 from medattn.config import RunConfig
+from medattn.data.clinical_images import CLINICAL_FIELDS
 from medattn.data.images import ImageData, load_images
 from medattn.errors import DataError
 from medattn.registry import TASKS
 from medattn.tasks.base import TaskData, auto_epochs
 from medattn.tasks.classify.scores import ClassScores
 from medattn.tasks.classify.train_set import ClassTrainSet
-from medattn.tasks.images import CLINICAL_FIELDS, DEFAULT_MODEL, DEFAULT_OPTIONS, ImageTask
+from medattn.tasks.images import DEFAULT_MODEL, DEFAULT_OPTIONS, ImageTask
 
 # epochs = 0 ("auto") sees about this many training images in total, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]:
 # small sets get more passes (BreastMNIST's 546 images: 59 epochs), large ones at least 12 (PneumoniaMNIST's

@@ -34,13 +34,11 @@ class BagTrainSet:
         self.sampling = torch.Generator().manual_seed(self.seed + 2)
         self.generators.update(augment=self.augment.generator, instances=self.sampling)
         self.rank_generators += [self.augment.generator, self.sampling]
-        if self.bags.clinical is not None and config.train.clinical_dropout:
-            from medattn.data.clinical_images import ClinicalDropout
+        if self.bags.clinical is not None:
+            from medattn.data.clinical_images import clinical_dropout
 
             missing = config.model.options["clinical_missing"]
-            self.clinical_dropout = ClinicalDropout(missing, config.train.clinical_dropout, seed=self.seed + 4)
-            self.generators["clinical_dropout"] = self.clinical_dropout.generator
-            self.rank_generators.append(self.clinical_dropout.generator)
+            self.clinical_dropout = clinical_dropout(self, config, missing, seed=self.seed + 4)
 
     def order(self, generator):
         import torch

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from medattn.config import RunConfig
+from medattn.data.clinical_images import CLINICAL_FIELDS
 from medattn.data.image_batches import ImageTrainSet
 from medattn.data.images import load_images
 from medattn.errors import DataError
 from medattn.registry import TASKS
 from medattn.tasks.base import TaskData, auto_epochs
-from medattn.tasks.images import CLINICAL_FIELDS, ImageTask
+from medattn.tasks.images import ImageTask
 
 AUTO_IMAGES, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 32_000, 15, 80
 BATCH = 64
