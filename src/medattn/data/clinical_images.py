@@ -68,6 +68,23 @@ def clinical_options(config, spec: ClinicalSpec | None, *, fusion: str) -> None:
         config.train.clinical_dropout = DEFAULT_DROPOUT
 
 
+def clinical_card(spec: ClinicalSpec | None, join: dict | None) -> dict | None:
+    """The card's `clinical`: the encoding evaluate and predict rebuild, and the patients the table lacked."""
+    return None if spec is None else {**spec.to_card(), "absent_patients": join["absent_patients"]}
+
+
+def member_model(member, patient: str | None, *, where: str):
+    """The member's network for one case or file of `patient`: bound to that patient's vector when the run takes
+    clinical values (models/clinical.py's BoundClinical), else the network itself (also under --missing clinical,
+    where the all-unknown vector is the image-only path)."""
+    vectors = member_vectors(member.card, [patient], where=where)
+    if vectors is None:
+        return member.model
+    from medattn.models.clinical import BoundClinical
+
+    return BoundClinical(member.model, vectors[0])
+
+
 def clinical_dropout(train_set, config, missing: list[float], *, seed: int):
     """The dropout `config.train.clinical_dropout` asks for (None when 0 or unset), its generator registered with
     the train set's checkpointed and per-rank streams."""

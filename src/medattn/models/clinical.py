@@ -84,22 +84,24 @@ class ClinicalSegmenter(ModelBase):
                 f"segmentation fuses clinical values by film only (the bottleneck's FiLM); got {fusion!r}"
             )
         convs = [m for m in backbone.encoder[-1].modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
-        self.film = FiLMBottleneck(
-            backbone.bottleneck, ClinicalFusion(convs[-1].out_channels, width, mode=fusion, missing=missing)
-        )
-        backbone.bottleneck = self.film
+        film = ClinicalFusion(convs[-1].out_channels, width, mode=fusion, missing=missing)  # the deepest width
+        backbone.bottleneck = FiLMBottleneck(backbone.bottleneck, film)
         self.net = backbone
         self.modalities = getattr(backbone, "modalities", None)
         self.clinical_inputs = width
         self.feature_channels = backbone.feature_channels
         self.cam_layer = getattr(backbone, "cam_layer", None) and f"net.{backbone.cam_layer}"
 
+    @property
+    def fusion(self) -> ClinicalFusion:
+        return self.net.bottleneck.fusion  # one module, registered once (inside the U-Net)
+
     def _with(self, clinical: torch.Tensor | None, run):
-        self.film.clinical = clinical
+        self.net.bottleneck.clinical = clinical
         try:
             return run()
         finally:
-            self.film.clinical = None  # a later image-only call must not reuse this batch's values
+            self.net.bottleneck.clinical = None  # a later image-only call must not reuse this batch's values
 
     def forward_features(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
         return self._with(clinical, lambda: self.net.forward_features(x))

@@ -53,10 +53,10 @@ class ImageTask(Task):
 
     def clinical_card(self, data: TaskData) -> dict | None:
         """The card's `clinical`: the encoding evaluate and predict rebuild, and the patients the table lacked."""
+        from medattn.data.clinical_images import clinical_card
+
         images = data.extra["images"]
-        if images.clinical is None:
-            return None
-        return {**images.clinical.to_card(), "absent_patients": images.clinical_join["absent_patients"]}
+        return clinical_card(images.clinical, images.clinical_join)
 
     def image_notes(self, data_notes: list[str], images) -> list[str]:
         """The source's notes and the clinical join's (patients the table does not list)."""
