@@ -1,10 +1,15 @@
-"""Clinical variables beside the image for any registered classifier or regressor: a wrapper built when a model's
-options carry `tabular` ({"width": F, "fusion": "concat" | "film", "missing": the all-unknown vector}).
+"""Clinical variables beside the image for any registered classifier, regressor or segmenter: a wrapper built when
+a model's options carry `tabular` ({"width": F, "fusion": "concat" | "film", "missing": the all-unknown vector}).
 
-The backbone's feature map (its forward_features) is pooled to one vector per image, the clinical vector (B, F)
+A classifier's feature map (its forward_features) is pooled to one vector per image, the clinical vector (B, F)
 joins it by concatenation or FiLM (layers/fusion.py, the same layer attention MIL uses), and a new linear head
-reads the result. Called with the image alone, as explain, export and predict without a table do, the fusion uses
-the all-unknown vector: the image-only path that clinical dropout trains (data/clinical.py).
+reads the result. A segmenter's last decoder map is FiLM-modulated by the vector before its 1x1 head: each channel
+scaled and shifted over the whole grid, so the head's per-pixel decision can follow the patient's values. Not at
+a U-Net's bottleneck: the normalisation in the decoder's next block removes a per-channel shift there, and that
+place would exclude the segmenters without a bottleneck. Concatenation would change the head's width, so
+segmentation takes FiLM only. Called with the image alone, as explain, export and
+predict without a table do, the fusion uses the all-unknown vector: the image-only path that clinical dropout
+trains (data/clinical_images.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from medattn.errors import ConfigError
 from medattn.layers.fusion import ClinicalFusion, pooled
 from medattn.models.base import ModelBase, check_choice
 from medattn.models.mil import InstanceFeatures
+from medattn.models.unet import Segmenter
 
 OPTION = "tabular"  # the options key that asks for the wrapper (attention MIL's own `clinical` is its count)
 FUSIONS = ("concat", "film")
@@ -60,59 +66,33 @@ class ClinicalModel(ModelBase):
         return self.forward_head(self.forward_features(x, clinical))
 
 
-class FiLMBottleneck(nn.Module):
-    """A U-Net's bottleneck followed by FiLM with the clinical vector its segmenter set for this forward."""
-
-    def __init__(self, inner: nn.Module, fusion: ClinicalFusion) -> None:
-        super().__init__()
-        self.inner, self.fusion = inner, fusion
-        self.clinical: torch.Tensor | None = None  # (B, F), set by ClinicalSegmenter around each forward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, *grid)
-        return self.fusion(self.inner(x), self.clinical)
-
-
 class ClinicalSegmenter(ModelBase):
-    """A U-Net (any model with a `bottleneck` module on its deepest map) whose bottleneck is FiLM-modulated."""
+    """Any registered segmenter whose last decoder map, (B, C, *S) from forward_features, is FiLM-modulated by the
+    clinical vector before its head reads it."""
 
     def __init__(
         self, *, backbone: nn.Module, width: int, fusion: str, missing: list[float] | None, spatial_dims: int
     ) -> None:
         super().__init__(spatial_dims=spatial_dims, in_channels=backbone.in_channels, num_classes=backbone.num_classes)
         if fusion != "film":
-            raise ConfigError(
-                f"segmentation fuses clinical values by film only (the bottleneck's FiLM); got {fusion!r}"
-            )
-        convs = [m for m in backbone.encoder[-1].modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
-        film = ClinicalFusion(convs[-1].out_channels, width, mode=fusion, missing=missing)  # the deepest width
-        backbone.bottleneck = FiLMBottleneck(backbone.bottleneck, film)
+            raise ConfigError(f"segmentation fuses clinical values by film only; got {fusion!r}")
+        if getattr(backbone, "deep_supervision", False):
+            raise ConfigError("clinical values and deep_supervision do not go together (the aux heads skip the FiLM)")
         self.net = backbone
+        self.fusion = ClinicalFusion(backbone.feature_channels, width, mode=fusion, missing=missing)
         self.modalities = getattr(backbone, "modalities", None)
         self.clinical_inputs = width
         self.feature_channels = backbone.feature_channels
-        self.cam_layer = getattr(backbone, "cam_layer", None) and f"net.{backbone.cam_layer}"
-
-    @property
-    def fusion(self) -> ClinicalFusion:
-        return self.net.bottleneck.fusion  # one module, registered once (inside the U-Net)
-
-    def _with(self, clinical: torch.Tensor | None, run):
-        self.net.bottleneck.clinical = clinical
-        try:
-            return run()
-        finally:
-            self.net.bottleneck.clinical = None  # a later image-only call must not reuse this batch's values
+        self.aux_logits: list[torch.Tensor] = []  # no deep supervision (refused above)
 
     def forward_features(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
-        return self._with(clinical, lambda: self.net.forward_features(x))
+        return self.fusion(self.net.forward_features(x), clinical)  # (B, C, *S)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(features)
+        return self.net.forward_head(features)  # (B, K, *S)
 
     def forward(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
-        out = self._with(clinical, lambda: self.net(x))  # (B, K, *S)
-        self.aux_logits = getattr(self.net, "aux_logits", [])  # deep supervision's, read by the loss
-        return out
+        return self.forward_head(self.forward_features(x, clinical))
 
 
 class BoundClinical(nn.Module):
@@ -137,7 +117,7 @@ def wrap_clinical(build, *, name: str, spatial_dims: int, in_channels: int, num_
     if set(tabular) - {"width", "fusion", "missing"} or "width" not in tabular:
         raise ConfigError(f"model option {OPTION!r} takes width, fusion and missing; got {sorted(tabular)}")
     backbone = build(options)
-    if isinstance(getattr(backbone, "bottleneck", None), nn.Module):  # the U-Net family: FiLM at the bottleneck
+    if isinstance(backbone, Segmenter):  # a map per image: FiLM of the last decoder map
         model = ClinicalSegmenter(
             backbone=backbone,
             width=int(tabular["width"]),
