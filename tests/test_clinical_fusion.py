@@ -23,13 +23,13 @@ SMALL = {"widths": [8, 16], "depths": [1, 1], "stem_stride": 2, "attention": "se
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("name", ["attn_resnet", "hybrid"])
-def test_wrapper_fits_classifiers_in_2d_and_3d(name, dims):
+@pytest.mark.parametrize("name", ["attn_resnet", "hybrid", "unet"])
+def test_wrapper_fits_classifiers_and_segmenters_in_2d_and_3d(name, dims):
     torch.manual_seed(0)
     x, clinical = torch.randn(2, 1, *[16] * dims), torch.tensor([[1.5, 0.0, 1.0], [-1.0, 0.0, 0.0]])
     missing = [0.0, 1.0, 0.0]
-    options = dict(SMALL) if name == "attn_resnet" else {}
-    for fusion in ("film", "concat"):
+    options = {"attn_resnet": SMALL, "unet": {"channels": [8, 16]}}.get(name, {})
+    for fusion in ("film", "concat") if name != "unet" else ("film",):  # a segmenter takes FiLM only
         tabular = {"width": 3, "fusion": fusion, "missing": missing}
         model = create_model(
             name, spatial_dims=dims, in_channels=1, num_classes=2, options={**options, "tabular": tabular}
@@ -208,11 +208,52 @@ def test_bad_tables_and_tasks_are_clear_errors(shared_data, tmp_path):
     clinical = ["--clinical", table, "--clinical-columns", "marker"]
     _refused(DataError, *train[:2], no_ids, *train[3:], *clinical, says=(no_ids, "patient_id"))
     _refused(ConfigError, *train, "--clinical-dropout", "0.3", says=("--clinical",))
-    name = "TCGA_CS_4942_19970222_10"
-    masks = tmp_path / "masks.csv"
-    masks.write_text(f"image,mask\n{root / 'images' / name}.png,{root / 'masks' / name}_mask.png\n")
-    segment = ["train", "--data", masks, "--task", "segmentation", "--out", tmp_path / "seg", *clinical]
-    _refused(ConfigError, *segment, says=("segmentation", "classification", "regression"))
+    masks = _flag_phantoms(tmp_path / "phantoms", cases=8)
+    segment = ["train", "--data", masks, "--out", tmp_path / "seg", "--patch", "32,32", "--epochs", "1"]
+    flag = ["--clinical", masks.parent / "table.csv", "--clinical-columns", "flag"]
+    _refused(ConfigError, *segment, *flag, "--clinical-fusion", "concat", says=("film",))
+
+
+def _flag_phantoms(root, *, cases: int):
+    """A segmentation CSV of 32x32 phantoms, two a patient, each with a bright disc that is labelled only where the
+    patient's `flag` (in table.csv beside it) is 1: no image tells whether its disc is foreground."""
+    from PIL import Image
+
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    lines, table = ["image,mask,patient_id"], ["patient_id,flag"]
+    yy, xx = np.mgrid[:32, :32]
+    for patient in range(cases // 2):
+        flag = patient % 2
+        table.append(f"p{patient},{flag}")
+        for k in range(2):
+            cy, cx = rng.integers(8, 24, 2)
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+            image = rng.normal(60, 10, (32, 32)) + 120 * disc
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / f"p{patient}_{k}.png")
+            Image.fromarray((disc * flag * 255).astype(np.uint8)).save(root / f"p{patient}_{k}_mask.png")
+            lines.append(f"{root / f'p{patient}_{k}.png'},{root / f'p{patient}_{k}_mask.png'},p{patient}")
+    (root / "table.csv").write_text("\n".join(table) + "\n")
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    return root / "data.csv"
+
+
+def test_segmentation_reads_the_flag_only_the_table_knows(tmp_path):
+    data = _flag_phantoms(tmp_path / "phantoms", cases=80)
+    table = data.parent / "table.csv"
+    run = tmp_path / "run"
+    medattn(
+        "train", "--data", data, "--out", run, "--model", "unet", "--patch", "32,32", "--epochs", "40",
+        "--batch-size", "8", "--clinical", table, "--clinical-columns", "flag",
+    )  # fmt: skip
+    assert json.loads((run / "model.json").read_text())["model"]["options"]["tabular"]["fusion"] == "film"
+    subsets = invoke("evaluate", run, "--missing", "all-subsets", "--json")["table"]
+    assert subsets["image+clinical"] >= 0.8, subsets  # measured 0.917 (12 test cases)
+    assert subsets["image"] < 0.65, subsets  # measured 0.496: discs everywhere or nowhere
+    found = invoke(
+        "predict", run, data.parent / "p1_0.png", "--clinical", table, "--out-dir", tmp_path / "masks", "--json"
+    )
+    assert found["predictions"][0]["clinical"] == f"{table} row p1"
 
 
 def test_class_folders_with_a_manifest_and_volumes_in_3d(tmp_path):
