@@ -32,7 +32,7 @@ _CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose valu
 _COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
 _FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
 _CLINICAL_DROPOUT_HELP = (
-    "--clinical: chance a training image's (or bag's) clinical vector is all-unknown (default 0.2; mil: 0)"
+    "--clinical: chance a training image's (or bag's) clinical vector is all-unknown (default 0.2; bags: 0)"
 )
 _MISSING_HELP = (
     "runs trained with --modalities or --clinical: leave these out (e.g. flair, flair,t1 or clinical), or "
