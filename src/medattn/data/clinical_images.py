@@ -1,7 +1,7 @@
-"""Clinical vectors beside whole images (classification, regression): each image gets its patient's vector.
+"""Clinical vectors beside images (classification, regression) and cases (segmentation): each gets its patient's.
 
-Training fits the encoding on the training patients (data/clinical.py) and joins every image of train and val on
-its `patient_id`; a patient the table does not list gets the all-unknown vector and is counted in the run's notes
+Training fits the encoding on the training patients (data/clinical.py) and joins every image or case of train and
+val on its `patient_id`; a patient the table does not list gets the all-unknown vector and is counted in the run's notes
 and card. Evaluation rebuilds each member's vectors from its card; predict looks files up in `--clinical TABLE`
 (engine/inputs.py's CLINICAL). Clinical dropout replaces whole vectors by the all-unknown one in training, so the
 model keeps an image-only path for `--missing clinical` and for predict without a table.
@@ -9,6 +9,7 @@ model keeps an image-only path for `--missing clinical` and for predict without 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from medattn.data.clinical import ClinicalSpec, fit_clinical, read_table
@@ -97,6 +98,7 @@ def clinical_dropout(train_set, config, missing: list[float], *, seed: int):
 
 
 def patients_of(ids: list[str] | None, *, where: str) -> list[str]:
+    """The patient ids of a split, or an error naming `where` when it has none to join on."""
     if ids is None or not any(ids):
         raise DataError(
             f"{where}: clinical values join on patient_id, but the images have none (a CSV needs a patient_id "
@@ -125,10 +127,21 @@ def member_vectors(card: dict, patients: list[str | None] | None, *, where: str)
 
     patients = patients_of(patients, where=where) if patients is None else patients
     spec = ClinicalSpec.from_card(section)
-    table = read_table(CLINICAL.get() or spec.path)
-    if None not in patients and not any(p in table for p in patients):
-        raise DataError(f"{where}: none of its patients is in the clinical table {CLINICAL.get() or spec.path}")
+    path = CLINICAL.get() or spec.path
+    table = _table(path)
+    if len(set(patients) - {None}) > 1 and not any(p in table for p in patients):  # the wrong table, likely
+        raise DataError(f"{where}: none of its patients is in the clinical table {path}")
     return torch.from_numpy(spec.vectors(table, patients)).float()
+
+
+def _table(path: str | Path) -> dict:
+    """The table at `path`, read once per version of the file (segmentation asks per case, predict per file)."""
+    return _read_once(str(path), Path(path).stat().st_mtime_ns if Path(path).is_file() else 0)
+
+
+@lru_cache(maxsize=4)
+def _read_once(path: str, version: int) -> dict:
+    return read_table(path)
 
 
 def file_patient(file: str | Path) -> tuple[str | None, dict]:
@@ -143,7 +156,7 @@ def file_patient(file: str | Path) -> tuple[str | None, dict]:
         return None, {}
     file = Path(file).resolve()
     folders = set(file.parent.parts) | ({file.name} if file.is_dir() else set())  # a DICOM series folder
-    found = [p for p in read_table(path) if p and (p in folders or file.name.startswith(p))]
+    found = [p for p in _table(path) if p and (p in folders or file.name.startswith(p))]
     if not found:
         return None, {"clinical": f"no patient_id of {path} in the file's path: every value unknown"}
     patient = max(found, key=len)
