@@ -56,6 +56,24 @@ def test_wrapper_fits_classifiers_and_segmenters_in_2d_and_3d(name, dims):
         MISSING.reset(token)
 
 
+def test_clinical_values_beside_named_modalities():
+    x, clinical = torch.randn(2, 2, 16, 16), torch.randn(2, 3)
+    fused = {"modalities": ["t1", "flair"], "tabular": {"width": 3, "fusion": "film"}}
+    for name, fusion in (("unet", "early"), ("attn_resnet", "hemis")):
+        options = {**fused, "fusion": fusion, **({"channels": [8, 16]} if name == "unet" else SMALL)}
+        model = create_model(name, spatial_dims=2, in_channels=2, num_classes=2, options=options)
+        assert model(x, clinical).shape[:2] == (2, 2)
+        token = MISSING.set(("flair", "clinical"))
+        try:
+            images = apply_missing(model, (x, clinical))  # flair made absent, the clinical vector dropped
+        finally:
+            MISSING.reset(token)
+        assert torch.isnan(images[:, 1]).all()
+        assert not torch.isnan(images[:, 0]).any()
+    with pytest.raises(ConfigError, match="early, hemis or cross_attention"):
+        create_model("attn_resnet", spatial_dims=2, in_channels=2, num_classes=2, options={**fused, "fusion": "late"})
+
+
 def test_clinical_dropout_blanks_whole_vectors_and_batches_carry_them():
     from medattn.config import RunConfig
     from medattn.data.clinical_images import ClinicalDropout

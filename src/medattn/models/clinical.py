@@ -117,7 +117,9 @@ def wrap_clinical(build, *, name: str, spatial_dims: int, in_channels: int, num_
     if set(tabular) - {"width", "fusion", "missing"} or "width" not in tabular:
         raise ConfigError(f"model option {OPTION!r} takes width, fusion and missing; got {sorted(tabular)}")
     backbone = build(options)
-    if isinstance(backbone, Segmenter):  # a map per image: FiLM of the last decoder map
+    if getattr(backbone, "fusion", None) == "late":  # models/fusion.py: outputs combined, no features to fuse
+        raise ConfigError("clinical values join the image features: use --fusion early, hemis or cross_attention")
+    if any(isinstance(m, Segmenter) for m in backbone.modules()):  # a map per image (alone or over modalities)
         model = ClinicalSegmenter(
             backbone=backbone,
             width=int(tabular["width"]),
