@@ -77,7 +77,9 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     medattn(
         "train", "--data", data, "--bag", "patient_id", "--out", run, "--epochs", "2", "--size", "32",
         "--clinical", root / "clinical.csv", "--clinical-columns", f"{AGE},{SEX}", "--clinical-fusion", "film",
+        "--clinical-dropout", "0.3",
     )  # fmt: skip
+    assert "clinical_dropout: 0.3" in (run / "config.yaml").read_text()
     card = json.loads((run / "model.json").read_text())
     assert card["clinical"]["features"] == [AGE, f"{AGE} missing", f"{SEX}=1", f"{SEX}=2", f"{SEX} missing"]
     assert card["model"]["options"]["clinical"] == 5
@@ -97,3 +99,8 @@ def test_mil_with_age_and_sex_on_real_grades(shared_data, tmp_path):
     unknown = invoke("predict", run, tmp_path / "stranger", "--json")["predictions"][0]
     assert "every value unknown" in unknown["clinical"]
     assert found["probabilities"] != unknown["probabilities"] or found["instances"] != unknown["instances"]
+    alone = invoke("evaluate", run, "--missing", "clinical", "--json")  # every bag's values unknown
+    assert alone["missing"] == ["clinical"]
+    assert "test-missing-clinical" in json.loads((run / "metrics.json").read_text())
+    left = invoke("predict", run, bag, "--missing", "clinical", "--json")["predictions"][0]
+    assert left["clinical"].startswith("left out")

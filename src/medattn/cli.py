@@ -32,7 +32,17 @@ _BAG_HELP = "bag-labelled CSV: the column whose rows form one bag with one label
 _CLINICAL_HELP = "a per-patient CSV (patient_id and clinical columns) whose values join the image features"
 _COLUMNS_HELP = "--clinical: the columns to use, e.g. age,gender (name:numeric or name:categorical to decide the kind)"
 _FUSION_HELP = "--clinical: how the values join the image features: concat | film (default concat)"
-_MISSING_HELP = "runs trained with --modalities: leave these out (e.g. flair or flair,t1), or all-subsets: every subset"
+_CLINICAL_DROPOUT_HELP = (
+    "--clinical: chance a training image's (or bag's) clinical vector is all-unknown (default 0.2; bags: 0)"
+)
+_MISSING_HELP = (
+    "runs trained with --modalities or --clinical: leave these out (e.g. flair, flair,t1 or clinical), or "
+    "all-subsets: every subset"
+)
+_PREDICT_CLINICAL_HELP = (
+    "runs trained with --clinical: the per-patient table; each file's patient is the longest patient_id found in "
+    "its path (without it: the image-only path)"
+)
 _MODALITIES_HELP = (
     "names of the input modalities, e.g. t1,flair,t1c: the channels split evenly among them, in order; auto: as "
     "the data names its channels (MSD dataset.json modality, nnU-Net case_0000 files)"
@@ -143,6 +153,7 @@ def train(
     clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
     clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
     clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    clinical_dropout: float = typer.Option(None, "--clinical-dropout", help=_CLINICAL_DROPOUT_HELP),
     modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
     fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
     modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
@@ -214,6 +225,7 @@ def train(
             "data.clinical": clinical,
             "data.clinical_columns": _targets(clinical_columns),
             "data.clinical_fusion": clinical_fusion,
+            "train.clinical_dropout": clinical_dropout,
             "data.modalities": _targets(modalities),
             "model.fusion": fusion,
             "train.modality_dropout": modality_dropout,
@@ -358,7 +370,10 @@ def predict(
     series: str = typer.Option(None, "--series", help=_SERIES_HELP),
     slice_axis: int = typer.Option(None, "--slice-axis", help=_SLICE_HELP),
     backend: str = typer.Option("torch", "--backend", help=_BACKEND_HELP),
-    missing: str = typer.Option(None, "--missing", help="runs trained with --modalities: the ones these files lack"),
+    missing: str = typer.Option(
+        None, "--missing", help="runs trained with --modalities or --clinical: the inputs these files lack"
+    ),
+    clinical: str = typer.Option(None, "--clinical", help=_PREDICT_CLINICAL_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Predict on image files (DICOM, NIfTI, PNG/JPEG) with a run, as its task does (labels, values, masks)."""
@@ -374,7 +389,7 @@ def predict(
     from medattn.engine.loaded import reading
 
     absent = tuple(_targets(missing) or ())
-    with reading(run, series=series, slice_axis=slice_axis, backend=backend, missing=absent):
+    with reading(run, series=series, slice_axis=slice_axis, backend=backend, missing=absent, clinical=clinical):
         result = task.predict(run, files, tta=tta, out_dir=out_dir, overwrite=overwrite, series=series)
     _emit(result, as_json, task.print_predictions)
 
@@ -610,6 +625,7 @@ def tune_cv(
     clinical: str = typer.Option(None, "--clinical", help=_CLINICAL_HELP),
     clinical_columns: str = typer.Option(None, "--clinical-columns", help=_COLUMNS_HELP),
     clinical_fusion: str = typer.Option(None, "--clinical-fusion", help=_FUSION_HELP),
+    clinical_dropout: float = typer.Option(None, "--clinical-dropout", help=_CLINICAL_DROPOUT_HELP),
     modalities: str = typer.Option(None, "--modalities", help=_MODALITIES_HELP),
     fusion: str = typer.Option(None, "--fusion", help=_MODALITY_FUSION_HELP),
     modality_dropout: float = typer.Option(None, "--modality-dropout", help=_DROPOUT_HELP),
@@ -652,6 +668,7 @@ def tune_cv(
         "data.clinical": clinical,
         "data.clinical_columns": _targets(clinical_columns),
         "data.clinical_fusion": clinical_fusion,
+        "train.clinical_dropout": clinical_dropout,
         "data.modalities": _targets(modalities),
         "model.fusion": fusion,
         "train.modality_dropout": modality_dropout,

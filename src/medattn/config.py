@@ -142,6 +142,9 @@ class TrainConfig:
     # with data.heads: how the heads' losses add up: "uncertainty" (learned, Kendall et al. 2018) or fixed weights
     # "1,0.5" in the order of data.heads (None: uncertainty)
     head_weights: str | None = None
+    # with data.clinical: the chance that a training image's whole clinical vector is replaced by the all-unknown
+    # one, so the model keeps an image-only path (None: the task's default)
+    clinical_dropout: float | None = None
 
 
 @dataclass
@@ -186,6 +189,11 @@ class RunConfig:
         _check_modalities(self)
         if (self.data.clinical is None) != (not self.data.clinical_columns):
             raise ConfigError("data.clinical (--clinical) and data.clinical_columns (--clinical-columns) go together")
+        if self.train.clinical_dropout is not None:
+            if self.data.clinical is None:
+                raise ConfigError("train.clinical_dropout (--clinical-dropout) needs data.clinical (--clinical)")
+            if not 0 <= self.train.clinical_dropout < 1:
+                raise ConfigError(f"train.clinical_dropout must be in [0, 1), got {self.train.clinical_dropout}")
         from medattn.engine.distill import check_distillation
 
         check_distillation(self)

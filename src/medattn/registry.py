@@ -87,7 +87,8 @@ def create_model(
 
     `options` holds the model's own keyword arguments (widths, attention type, ...), as saved in config.yaml, for a
     pruned model the channels each pruned layer kept (`pruned`, export/prune.py), and for named input modalities
-    their names and how they are fused (`modalities`, `fusion`: models/fusion.py).
+    their names and how they are fused (`modalities`, `fusion`: models/fusion.py), and for clinical variables
+    beside the image their vector's width, fusion and all-unknown values (`tabular`: models/clinical.py).
     """
     import medattn.models  # noqa: F401  (registers the model families)
 
@@ -98,22 +99,22 @@ def create_model(
     entry = MODELS.get(name)
     options = dict(options or {})
     kept = options.pop(PRUNED, None)  # a pruned run's kept widths (export/prune.py): built full, then narrowed
-    try:
+    sizes = {"spatial_dims": spatial_dims, "in_channels": in_channels, "num_classes": num_classes}
+
+    def build(options: dict):
         if "modalities" in options:  # named input modalities: the model fused over them (models/fusion.py)
             from medattn.models.fusion import wrap
 
-            model = wrap(
-                entry.builder,
-                name=name,
-                spatial_dims=spatial_dims,
-                in_channels=in_channels,
-                num_classes=num_classes,
-                options=options,
-            )
+            return wrap(entry.builder, name=name, **sizes, options=options)
+        return entry.builder(**sizes, **options)
+
+    try:
+        if "tabular" in options:  # clinical variables fused with the image features (models/clinical.py)
+            from medattn.models.clinical import wrap_clinical
+
+            model = wrap_clinical(build, name=name, **sizes, options=options)
         else:
-            model = entry.builder(
-                spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **options
-            )
+            model = build(options)
     except TypeError as error:
         raise ConfigError(f"model {name!r}: invalid options {sorted(options)}: {error}") from error
     if kept is not None:

@@ -2,7 +2,7 @@
 
 The task opens its source and carves the splits; this reads the images of train and val once, applies the
 intensity recipe (chosen from the first training image) and `data.size`, and standardises with the training
-images' mean and standard deviation.
+images' mean and standard deviation. With `data.clinical`, each image's clinical vector is joined beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class ImageData:
     val: Prepared
     size: list[int]
     source_spacing: list[float] | None = None  # mm, of the first training image, before resizing
+    clinical: object = None  # data/clinical.py's ClinicalSpec with data.clinical: train.clinical and val.clinical set
+    clinical_join: dict | None = None  # patients the table lacks, per split, and the notes saying so
 
     @property
     def spatial_dims(self) -> int:
@@ -54,4 +56,9 @@ def load_images(config: RunConfig, source) -> ImageData:
     val = prepare(
         source, "val", intensity, list(train.x.shape[2:]), progress=lambda items: track(items, "reading val images")
     )
-    return ImageData(intensity, train, val, list(train.x.shape[2:]), spacing)
+    images = ImageData(intensity, train, val, list(train.x.shape[2:]), spacing)
+    if data.clinical:  # each image's patient's clinical vector beside it (data/clinical_images.py)
+        from medattn.data.clinical_images import fit_images
+
+        images.clinical, images.clinical_join = fit_images(config, source.path, train, val)
+    return images

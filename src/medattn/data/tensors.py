@@ -21,6 +21,12 @@ class Prepared:
     x: object  # torch.Tensor (N, C, *spatial) float32, standardised
     y: object  # torch.Tensor (N,) int64 or (N, L) float32
     patient_ids: list[str] | None
+    clinical: object = None  # torch.Tensor (N, F) float32: each image's clinical vector (data/clinical.py), or None
+
+    @property
+    def inputs(self):
+        """What the model takes for these images: x, or (x, clinical) when there are clinical vectors."""
+        return self.x if self.clinical is None else (self.x, self.clinical)
 
 
 def _first_image(split: Split):

@@ -13,6 +13,8 @@ loss and scores, so a distilled run is chosen, checkpointed, resumed and average
 
 from __future__ import annotations
 
+import inspect
+
 from medattn.errors import ConfigError
 
 
@@ -25,6 +27,8 @@ class DistillationLoss:
         self.teacher, self.kind = teacher, kind
         self.temperature, self.alpha = temperature, alpha
         self.teacher_output = None
+        # a teacher trained on the images alone gets the images alone of a batch that also carries clinical values
+        self.takes = len(inspect.signature(teacher.forward).parameters)
 
     def attach(self, student) -> None:
         student.register_forward_hook(self._record)
@@ -34,7 +38,7 @@ class DistillationLoss:
 
         if module.training:
             with torch.no_grad():
-                self.teacher_output = self.teacher(*inputs)
+                self.teacher_output = self.teacher(*inputs[: self.takes])
 
     def __call__(self, model, output, target, device):
         loss = self.inner(model, output, target, device)

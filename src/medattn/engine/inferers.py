@@ -13,6 +13,7 @@ import numpy as np
 
 from medattn.engine.device import autocast
 from medattn.engine.inputs import apply_missing
+from medattn.errors import ConfigError
 from medattn.progress import console
 
 OVERLAP = 0.5  # sliding window: half-patch overlap, Gaussian blending
@@ -33,26 +34,34 @@ def whole_image(
     flips: Sequence[int] | None = None,
 ) -> np.ndarray:
     """(N, K) float64: transform(model(batch)) for a standardised input tensor (N, C, *spatial) (or, for an ONNX
-    Runtime network, an array)."""
+    Runtime network, an array), or for a tuple (images, more inputs aligned on N: a clinical vector per image),
+    the flips applying to the images only."""
     if isinstance(x, np.ndarray):
         from medattn.engine import numeric
 
         return numeric.whole_image(model, x, transform=transform, batch_size=batch_size, flips=flips)
+    if isinstance(x, tuple | list) and isinstance(x[0], np.ndarray):
+        raise ConfigError(
+            "a model's clinical inputs run in the PyTorch network (--backend torch); its ONNX export is the "
+            "image-only path (--missing clinical)"
+        )
     import torch
 
     from medattn.engine.batch_memory import inference_batch
 
     device = device or next(model.parameters()).device
-    x = apply_missing(model, x)
+    parts = apply_missing(model, x)
+    parts = tuple(parts) if isinstance(parts, tuple | list) else (parts,)
+    images = parts[0]
     was_training = model.training
     model.eval()
     views = [None, *(flips or [])]
     chunks = []
     with torch.inference_mode(), autocast(device, amp):
-        batch_size = inference_batch(model, x, batch_size=batch_size, device=device, amp=amp) if len(x) else 1
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size].to(device)
-            outputs = [transform(model(batch if axis is None else batch.flip(axis)).float()) for axis in views]
+        fits = inference_batch(model, images, batch_size=batch_size, device=device, amp=amp) if len(images) else 1
+        for start in range(0, len(images), fits):
+            batch, *more = (part[start : start + fits].to(device) for part in parts)
+            outputs = [transform(model(batch if a is None else batch.flip(a), *more).float()) for a in views]
             chunks.append(torch.stack(outputs).mean(dim=0).cpu())
     model.train(was_training)
     return torch.cat(chunks).numpy().astype(np.float64)

@@ -19,21 +19,33 @@ from medattn.errors import DataError
 
 # `--slice-axis` on evaluate and predict: set for the command's duration by engine/loaded.py's `reading`.
 SLICE_AXIS: ContextVar[int | None] = ContextVar("slice_axis", default=None)
-# `--missing` on evaluate and predict: the named modalities to leave out (models/fusion.py), set the same way.
+# `--missing` on evaluate and predict: the named modalities to leave out (models/fusion.py), set the same way;
+# `clinical` among them leaves out the clinical vector (models/clinical.py: the image-only path).
 MISSING: ContextVar[tuple[str, ...]] = ContextVar("missing", default=())
+# `--clinical TABLE` on predict: the per-patient table image files are looked up in (data/clinical_images.py).
+CLINICAL: ContextVar[str | None] = ContextVar("clinical", default=None)
 
 
 def apply_missing(model, x):
-    """x (B, C, *S) with the modalities `--missing` names made absent (NaN), for a model fused over named
-    modalities; x unchanged when none are missing."""
+    """The model's inputs with what `--missing` names left out: modalities made absent (NaN) in the images
+    (B, C, *S), and `clinical` dropped from (images, clinical vectors); x unchanged when nothing is missing."""
     missing = MISSING.get()
     if not missing:
         return x
+    if "clinical" in missing:
+        if not getattr(model, "clinical_inputs", 0):
+            raise DataError("--missing clinical: only a model trained with --clinical has clinical values to leave out")
+        missing = tuple(name for name in missing if name != "clinical")
+        x = x[0] if isinstance(x, tuple | list) else x
+    if not missing:
+        return x
     names = getattr(model, "modalities", None)
-    if names is None or not hasattr(x, "clone"):
+    if names is None or not hasattr(x[0] if isinstance(x, tuple | list) else x, "clone"):
         raise DataError("--missing: only a PyTorch model trained with --modalities has modalities to leave out")
     from medattn.models.fusion import blank_modalities
 
+    if isinstance(x, tuple | list):
+        return (blank_modalities(x[0], names, list(missing)), *x[1:])
     return blank_modalities(x, names, list(missing))
 
 

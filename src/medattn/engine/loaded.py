@@ -105,16 +105,18 @@ def reading(
     slice_axis: int | None = None,
     backend: str = "torch",
     missing: tuple[str, ...] = (),
+    clinical: str | None = None,
 ) -> Iterator[None]:
     """How `evaluate` and `predict` read inputs for `run`, for the duration of the block: `series` (a UID or a
     description) picks one DICOM series in folders holding several (default: the one the run trained on,
     `data.series`); `slice_axis` is the axis a 2D model cuts volumes along, in place of the one its card
     records; `backend` runs the network in PyTorch or ONNX Runtime (engine/backend.py); `missing` names input
-    modalities to leave out (a model trained with named modalities, models/fusion.py)."""
+    modalities to leave out (a model trained with named modalities, models/fusion.py), or `clinical`; `clinical`
+    is the per-patient table predict looks image files up in (a model trained with --clinical)."""
     from medattn.config import check_slice_axis
     from medattn.data.readers import reading_series
     from medattn.engine.backend import BACKEND, check_backend
-    from medattn.engine.inputs import MISSING, SLICE_AXIS
+    from medattn.engine.inputs import CLINICAL, MISSING, SLICE_AXIS
     from medattn.errors import ConfigError
     from medattn.runs import require_run
     from medattn.tune.ensemble import member_paths
@@ -127,7 +129,10 @@ def reading(
         card = read_json(first / "model.json")
         if InputSpec.from_card(card).spatial_dims != 2:
             raise ConfigError(f"--slice-axis means nothing to {run}: its model is 3D and reads volumes whole")
+    if clinical is not None and not (read_json(first / "model.json").get("clinical") or {}).get("columns"):
+        raise ConfigError(f"--clinical means nothing to {run}: it was not trained with clinical values")
     token, engine, absent = SLICE_AXIS.set(slice_axis), BACKEND.set(check_backend(backend)), MISSING.set(missing)
+    table = CLINICAL.set(clinical)
     try:
         with reading_series(series):
             yield
@@ -135,3 +140,4 @@ def reading(
         SLICE_AXIS.reset(token)
         BACKEND.reset(engine)
         MISSING.reset(absent)
+        CLINICAL.reset(table)

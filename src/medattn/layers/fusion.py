@@ -15,6 +15,14 @@ from torch import nn
 CLINICAL_WIDTH = 16  # the clinical embedding: a handful of variables needs no more
 
 
+def pooled(features: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """One vector per input, (B, C), from a backbone's feature map (B, C, *grid) (mean over the grid), tokens
+    (B, T, C) (mean over the tokens), or features already pooled (B, C)."""
+    if features.ndim == 2 + spatial_dims:
+        return features.flatten(2).mean(dim=2)
+    return features.mean(dim=1) if features.ndim == 3 else features
+
+
 class ClinicalFusion(nn.Module):
     def __init__(self, channels: int, inputs: int, *, mode: str, missing: list[float] | None = None) -> None:
         super().__init__()
@@ -32,7 +40,8 @@ class ClinicalFusion(nn.Module):
             self.out_channels = channels
 
     def forward(self, features: torch.Tensor, clinical: torch.Tensor | None) -> torch.Tensor:
-        """(B, C) image features and (B, F) clinical values (None: all unknown) -> (B, out_channels)."""
+        """(B, C) image features and (B, F) clinical values (None: all unknown) -> (B, out_channels); FiLM also
+        modulates a feature map (B, C, *grid), each channel over its whole grid (a U-Net's bottleneck)."""
         if clinical is None:
             clinical = self.missing.expand(len(features), -1)
         clinical = clinical.to(features.dtype)
@@ -41,4 +50,5 @@ class ClinicalFusion(nn.Module):
         if self.mode == "concat":
             return torch.cat([features, self.embed(clinical)], dim=1)
         gamma, beta = self.embed(clinical).chunk(2, dim=1)  # (B, C) each
-        return features * (1 + gamma) + beta
+        grid = (...,) + (None,) * (features.ndim - 2)  # (B, C, 1, ...) for a feature map
+        return features * (1 + gamma[grid]) + beta[grid]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medattn.layers.fusion import ClinicalFusion
+from medattn.layers.fusion import ClinicalFusion, pooled
 from medattn.layers.mil import GatedAttentionPool
 from medattn.models.base import Classifier, check_choice
 from medattn.registry import MODELS, create_model
@@ -89,7 +89,7 @@ class AttentionMIL(Classifier):
         batch, count = x.shape[:2]
         present = ~torch.isnan(x.flatten(2)).any(dim=2)  # (B, N): padding instances are all NaN
         features = self.instances(x[present])  # (M, C, *grid) or tokens (M, T, C), M instances present
-        vectors = features.flatten(2).mean(dim=2) if features.ndim == 2 + self.spatial_dims else features.mean(1)
+        vectors = pooled(features, self.spatial_dims)  # (M, C)
         packed = vectors.new_zeros(batch, count, vectors.shape[-1])  # (B, N, C)
         packed[present] = vectors
         bag, weights = self.pool(packed, present)  # (B, C), (B, N)

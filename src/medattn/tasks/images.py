@@ -1,5 +1,6 @@
 """What whole-image tasks share (classification, regression): one output vector per image, images held in
-memory at one size, the default backbone, the input specification, and folds over pooled train and val images.
+memory at one size, the default backbone, the input specification, clinical values beside the images (the model
+wrapped by models/clinical.py), and folds over pooled train and val images.
 
 A subclass gives `open_source(path, config)` (its reader, without carving splits) and `strata(split)` (what
 splits and folds stratify on, or None).
@@ -40,6 +41,26 @@ class ImageTask(Task):
 
     def default_model(self, spatial_dims: int) -> tuple[str, dict]:
         return DEFAULT_MODEL, dict(DEFAULT_OPTIONS[spatial_dims])
+
+    def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:
+        """As every task resolves, and with clinical data the model wrapped to take it (concatenation by
+        default)."""
+        from medattn.data.clinical_images import clinical_options
+
+        config = super().resolve(config, data, train_set)
+        clinical_options(config, data.extra["images"].clinical, fusion="concat")
+        return config
+
+    def clinical_card(self, data: TaskData) -> dict | None:
+        """The card's `clinical`: the encoding evaluate and predict rebuild, and the patients the table lacked."""
+        from medattn.data.clinical_images import clinical_card
+
+        images = data.extra["images"]
+        return clinical_card(images.clinical, images.clinical_join)
+
+    def image_notes(self, data_notes: list[str], images) -> list[str]:
+        """The source's notes and the clinical join's (patients the table does not list)."""
+        return list(data_notes) + (images.clinical_join["notes"] if images.clinical_join else [])
 
     def input_card(self, data: TaskData) -> dict:
         images = data.extra["images"]

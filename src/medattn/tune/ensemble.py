@@ -137,17 +137,27 @@ def member_inputs(ensemble: Ensemble, source, split: str, *, progress=iter) -> I
             cache[key] = to_unit(data, intensity, size, where=where, progress=progress)
         x = (cache[key] - intensity.mean) / intensity.std  # (N, C, *spatial)
         x = x.contiguous() if uses_torch() else np.ascontiguousarray(x, dtype=np.float32)
-        yield run, Prepared(x=x, y=labels, patient_ids=data.patient_ids)
+        prepared = Prepared(x=x, y=labels, patient_ids=data.patient_ids)
+        if run.card.get("clinical"):  # each image's patient's vector, as this member encodes it
+            from medattn.data.clinical_images import member_vectors
+
+            prepared.clinical = member_vectors(run.card, data.patient_ids, where=f"{source.path} [{split}]")
+        yield run, prepared
 
 
-def volume_outputs(ensemble: Ensemble, image, meta, predict, *, where: str) -> tuple[int | None, object]:
+def volume_outputs(
+    ensemble: Ensemble, image, meta, predict, *, where: str, patient: str | None = None
+) -> tuple[int | None, object]:
     """(slice axis or None, outputs (S, K)) for one image as read: the mean over members of `predict(member, x)`,
-    each member preparing the image with its own card (a 2D member given a volume predicts its S slices)."""
+    each member preparing the image with its own card (a 2D member given a volume predicts its S slices); a
+    member trained with clinical values gets `patient`'s vector beside x (None: every value unknown)."""
+    from medattn.data.clinical_images import member_vectors
 
     outputs, axis = [], None
     for member in ensemble.members:
         axis, x = member.spec.batch(image, meta, where=where)  # (1 or S, C, *spatial)
-        outputs.append(predict(member, x))
+        vectors = member_vectors(member.card, [patient] * len(x), where=where)  # (1 or S, F) or None
+        outputs.append(predict(member, x if vectors is None else (x, vectors)))
     return axis, np.mean(outputs, axis=0)
 
 
@@ -167,14 +177,14 @@ def split_outputs(ensemble: Ensemble, source, split: str, predict, *, progress=i
     first = data.image(0)[0] if len(data) else None
     if first is None or not ensemble.members[0].spec.is_volume_for_slices(first):
         outputs = [
-            predict(member, prepared.x)
+            predict(member, prepared.inputs)
             for member, prepared in member_inputs(ensemble, source, split, progress=progress)
         ]
         return np.mean(outputs, axis=0), data.labels
     rows = []
     for index in progress(range(len(data))):
         image, meta, where = data.image(index)
-        rows.append(
-            volume_outputs(ensemble, image, meta, predict, where=f"{source.path} [{split}] {where}")[1].mean(axis=0)
-        )
+        patient = data.patient_ids[index] if data.patient_ids is not None else None
+        where = f"{source.path} [{split}] {where}"
+        rows.append(volume_outputs(ensemble, image, meta, predict, where=where, patient=patient)[1].mean(axis=0))
     return np.stack(rows), data.labels

@@ -10,7 +10,8 @@ from medattn.engine.inferers import whole_image
 
 
 def predict_probs(model, x, *, labels: str, device=None, amp: bool = False, flips=None) -> np.ndarray:
-    """Probabilities (N, K) for a standardised input (N, C, *spatial): sigmoid per label, or softmax."""
+    """Probabilities (N, K) for a standardised input (N, C, *spatial), or (images, clinical vectors (N, F)):
+    sigmoid per label, or softmax."""
     from medattn.tasks.classify.loss import probabilities
 
     return whole_image(model, x, transform=lambda out: probabilities(out, labels), device=device, amp=amp, flips=flips)
@@ -28,7 +29,7 @@ def decision_threshold(config, labels: str, val, model, *, device) -> tuple[floa
         return None, "argmax"
     if kind == "fixed":
         return value, f"fixed {value}"
-    scores = predict_probs(model, val.x, labels=labels, device=device)[:, 1]
+    scores = predict_probs(model, val.inputs, labels=labels, device=device)[:, 1]
     truth = val.y.numpy()
     if kind == "youden":
         return float(youden_threshold(truth, scores)), "Youden's J on validation"
@@ -37,6 +38,7 @@ def decision_threshold(config, labels: str, val, model, *, device) -> tuple[floa
 
 def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False, series: str | None = None) -> dict:
     """Class and probabilities of each file, from a run or the mean of a fold ensemble's members."""
+    from medattn.data.clinical_images import file_patient
     from medattn.data.readers import read_image
     from medattn.engine.loaded import tta_flips
     from medattn.tune.ensemble import load_ensemble, volume_outputs
@@ -50,8 +52,9 @@ def predict_files(run_dir: str | Path, files: list[Path], *, tta: bool = False, 
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        axis, per_slice = volume_outputs(run, raw, meta, probabilities, where=str(file))  # (1 or slices, K)
-        row = {"file": str(file), **decide(per_slice.mean(axis=0), run), "modality": meta.modality}
+        patient, known = file_patient(file)
+        axis, per_slice = volume_outputs(run, raw, meta, probabilities, where=str(file), patient=patient)  # (1|S, K)
+        row = {"file": str(file), **decide(per_slice.mean(axis=0), run), "modality": meta.modality, **known}
         if axis is not None:  # the volume's decision is on the mean over slices; the max and every slice beside it
             names = run.class_names
             row["slices"] = {

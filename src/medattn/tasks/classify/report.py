@@ -51,7 +51,7 @@ def split_probabilities(run, source, split: str, *, tta: bool = False, where: st
 
     def probabilities(member, x):
         nonlocal flips
-        _check_input(member, x.shape[1:], where=where)
+        _check_input(member, (x[0] if isinstance(x, tuple) else x).shape[1:], where=where)
         flips = tta_flips(member.config, member.spec.spatial_dims) if tta else None
         return predict_probs(member.model, x, labels=member.labels, flips=flips)
 

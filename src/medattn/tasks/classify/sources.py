@@ -1,4 +1,5 @@
-"""Labelled dataset sources for classification: a MedMNIST .npz, a class-per-folder tree, a CSV manifest.
+"""Labelled dataset sources for classification: a MedMNIST .npz, a class-per-folder tree (with patient ids from
+an optional manifest.csv of file,patient_id), a CSV manifest.
 
 Each becomes a `LabelledSource`: per split, either in-memory images (npz) or file paths (folder, CSV),
 with labels, optional patient ids, the label type and the class names. Missing validation or test splits are
@@ -143,8 +144,29 @@ def _open_folder(root: Path) -> LabelledSource:
         if not paths:
             raise DataError(f"{folder}: no images found in its class folders ({', '.join(class_names)})")
         splits[name] = Split(labels=np.asarray(labels, dtype=np.int64), paths=paths)
+    _folder_patients(root, splits)
     task = _infer_task(splits["train"].labels, len(class_names))
     return LabelledSource(str(root), "folder", task, class_names, splits)
+
+
+def _folder_patients(root: Path, splits: dict[str, Split]) -> None:
+    """Patient ids of a class-folder tree from its optional `manifest.csv` (columns file, patient_id; a file
+    named by its name): what splits group by and clinical values join on. A file it does not list is an error."""
+    import csv
+
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"file", "patient_id"} <= set(rows[0]):
+        raise DataError(f"{manifest}: a folder's manifest needs the columns file and patient_id")
+    patients = {Path(row["file"].strip()).name: row["patient_id"].strip() for row in rows}
+    for name, split in splits.items():
+        unlisted = [p for p in split.paths if Path(p).name not in patients]
+        if unlisted:
+            raise DataError(f"{manifest}: no row for {unlisted[0]} ({len(unlisted)} {name} image(s) unlisted)")
+        split.patient_ids = [patients[Path(p).name] for p in split.paths]
 
 
 def _open_csv(path: Path) -> LabelledSource:

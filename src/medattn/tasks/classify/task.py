@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from medattn.config import RunConfig
+from medattn.data.clinical_images import CLINICAL_FIELDS
 from medattn.data.images import ImageData, load_images
 from medattn.errors import DataError
 from medattn.registry import TASKS
@@ -32,21 +33,24 @@ class ClassificationTask(ClassScores, ImageTask):
     name = "classification"
     description = "one label (or several) per image"
     layouts = "a MedMNIST-layout .npz, a folder of class folders (optionally under train/val/test), a CSV path,label"
-    fields = frozenset(
-        {
-            "data.labels",
-            "data.size",
-            "train.sampler",
-            "train.threshold",
-            "train.label_smoothing",
-            "train.mixup",
-            "train.cutmix",
-            "data.modalities",
-            "model.fusion",
-            "train.modality_dropout",
-            "data.synthetic",
-            "data.synthetic_ratio",
-        }
+    fields = (
+        frozenset(
+            {
+                "data.labels",
+                "data.size",
+                "train.sampler",
+                "train.threshold",
+                "train.label_smoothing",
+                "train.mixup",
+                "train.cutmix",
+                "data.modalities",
+                "model.fusion",
+                "train.modality_dropout",
+                "data.synthetic",
+                "data.synthetic_ratio",
+            }
+        )
+        | CLINICAL_FIELDS
     )
     losses = ("ce", "weighted_ce", "focal")
     select_metrics = ("loss", "auc", "acc", "balanced_acc")
@@ -89,7 +93,7 @@ class ClassificationTask(ClassScores, ImageTask):
         for split in ("train", "val"):
             _check_labels(source, split)
         synthetic = mix_synthetic(config, source, images)  # the training split only
-        notes = list(source.notes)
+        notes = self.image_notes(source.notes, images)
         if synthetic is not None:
             notes.append(f"{synthetic['images']} synthetic images from {synthetic['path']} joined the training split")
         return TaskData(
@@ -122,7 +126,10 @@ class ClassificationTask(ClassScores, ImageTask):
     # -- training -----------------------------------------------------------------------------------------
     def train_set(self, config: RunConfig, data: TaskData) -> ClassTrainSet:
         images: ImageData = data.extra["images"]
-        return ClassTrainSet(images.train.x, images.train.y, num_classes=data.num_outputs, seed=config.train.seed)
+        train = images.train
+        return ClassTrainSet(
+            train.x, train.y, num_classes=data.num_outputs, seed=config.train.seed, clinical=train.clinical
+        )
 
     def distillation(self, data: TaskData) -> str:
         return "sigmoid" if data.source.labels == "multilabel" else "softmax"  # as loss.probabilities
@@ -137,7 +144,7 @@ class ClassificationTask(ClassScores, ImageTask):
         from medattn.tasks.classify.scores import validation_scores
 
         labels, val = data.source.labels, data.extra["images"].val
-        probs = predict_probs(model, val.x, labels=labels, device=device, amp=amp)
+        probs = predict_probs(model, val.inputs, labels=labels, device=device, amp=amp)
         return validation_scores(val.y.numpy(), probs, labels=labels, loss_fn=loss_fn)
 
     def card(self, config: RunConfig, data: TaskData, *, model, device) -> dict:
@@ -150,6 +157,7 @@ class ClassificationTask(ClassScores, ImageTask):
             "labels": source.labels,
             "class_names": source.class_names,
             "input": self.input_card(data),
+            "clinical": self.clinical_card(data),
             "threshold": threshold,
             "threshold_rule": rule,
             "training_data": {**self.data_card(data), "class_counts": counts, "synthetic": data.extra.get("synthetic")},
@@ -183,7 +191,8 @@ class ClassificationTask(ClassScores, ImageTask):
     def print_predictions(self, payload: dict) -> None:
         for row in payload["predictions"]:
             probs = ", ".join(f"{k} {v:.3f}" for k, v in row["probabilities"].items())
-            print(f"{row['file']}: {row['class']} ({probs})")
+            clinical = f"; clinical: {row['clinical']}" if "clinical" in row else ""
+            print(f"{row['file']}: {row['class']} ({probs}){clinical}")
 
     def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.classify.inspect import inspect_source
@@ -221,7 +230,7 @@ class ClassificationTask(ClassScores, ImageTask):
 
         loaded = load_run(run)
         (member, prepared), *_ = member_inputs(Ensemble(run, [loaded], None, ""), source, "val")
-        probs = predict_probs(member.model, prepared.x, labels=member.labels)
+        probs = predict_probs(member.model, prepared.inputs, labels=member.labels)
         metrics = classification_metrics(
             prepared.y.numpy(), probs, task=member.labels, threshold=member.card.get("threshold"), ci=False
         )

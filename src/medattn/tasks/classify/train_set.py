@@ -11,8 +11,8 @@ from medattn.tasks.classify.mixing import Mixer
 class ClassTrainSet(ImageTrainSet):
     """Targets come as (labels, partner, lam): partner and lam say how the batch was mixed (None, 1.0 if not)."""
 
-    def __init__(self, x, y, *, num_classes: int, seed: int) -> None:
-        super().__init__(x, y, seed=seed)
+    def __init__(self, x, y, *, num_classes: int, seed: int, clinical=None) -> None:
+        super().__init__(x, y, seed=seed, clinical=clinical)
         self.num_classes = num_classes
         self.sampler = "shuffle"
         self.mixer = None
@@ -42,9 +42,12 @@ class ClassTrainSet(ImageTrainSet):
 
     def batch(self, items) -> tuple:
         x, y = super().batch(items)
+        x, clinical = x if isinstance(x, tuple) else (x, None)
         partner, lam = None, 1.0
         if self.mixer.active:
             x, partner, lam = self.mixer(x)
+            if clinical is not None:  # the partner's clinical values mixed in the share its image was
+                clinical = lam * clinical + (1 - lam) * clinical[partner]
         if self.dropout is not None:
             x = self.dropout(x)
-        return x, (y, partner, lam)
+        return (x if clinical is None else (x, clinical)), (y, partner, lam)

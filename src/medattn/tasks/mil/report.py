@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.data.clinical import ClinicalSpec, read_table
+from medattn.data.clinical_images import left_out
 from medattn.errors import DataError
 from medattn.runs import record_metrics
 from medattn.tasks.mil.predict import attention_rows, bag_outputs
@@ -55,7 +56,7 @@ def split_outputs(run, source, split: str):
     for member in run.members:
         bags = bag_tensors(source, split, member.intensity, member.size)
         _check_channels(member, bags.x.shape[1:], where=f"{source.path} [{split}]")
-        if member.card.get("clinical"):
+        if member.card.get("clinical") and not left_out():  # left out: every bag's values unknown
             spec = ClinicalSpec.from_card(member.card["clinical"])
             bags.join_clinical(spec, read_table(spec.path))
         p, w = bag_outputs(member.model, bags)
@@ -183,15 +184,21 @@ def predict_bags(run_dir, items: list[Path], *, series: str | None = None) -> di
 
 
 def _bag_clinical(member, bag) -> str | None:
-    """A predicted bag's clinical values: the row of the run's table whose patient_id is the bag's folder (or file)
-    name; a bag the table does not list has every value unknown, as in training. Says which."""
+    """A predicted bag's clinical values: the row of the run's table (or predict's --clinical) whose patient_id is
+    the bag's folder (or file) name; a bag the table does not list has every value unknown, as in training. Says
+    which."""
     if not member.card.get("clinical"):
         return None
+    if left_out():
+        return "left out (--missing clinical): every value unknown"
+    from medattn.engine.inputs import CLINICAL
+
     spec = ClinicalSpec.from_card(member.card["clinical"])
-    table = read_table(spec.path)
+    path = CLINICAL.get() or spec.path  # predict --clinical: another table with the same columns
+    table = read_table(path)
     bag.join_clinical(spec, table)
     found = bag.patients[0] in table
-    return f"{spec.path} row {bag.patients[0]}" if found else f"not in {spec.path}: every value unknown"
+    return f"{path} row {bag.patients[0]}" if found else f"not in {path}: every value unknown"
 
 
 def print_report(metrics: dict) -> None:

@@ -43,6 +43,7 @@ class MILTask(ClassScores, Task):
             "data.clinical",
             "data.clinical_columns",
             "data.clinical_fusion",
+            "train.clinical_dropout",
             "train.threshold",
             "train.label_smoothing",
         }
@@ -109,6 +110,9 @@ class MILTask(ClassScores, Task):
             "train.label_smoothing": 0.1,
             "train.threshold": "0.5",
             "train.ema": 0.0,  # a few hundred steps in all: an average of the weights would lag far behind
+            # a few tens of bags: each bag's clinical values are kept (the vector is unknown only where the table
+            # lacks it); --clinical-dropout trains an image-only path when one is wanted
+            "train.clinical_dropout": 0.0 if config.data.clinical else None,
         }
 
     def resolve(self, config: RunConfig, data: TaskData, train_set) -> RunConfig:

@@ -20,6 +20,7 @@ class BagTrainSet:
         self.rank_generators: list = []
         self.augment = None
         self.sampling = None
+        self.clinical_dropout = None  # with train.clinical_dropout: whole vectors made all-unknown
 
     def __len__(self) -> int:
         return len(self.bags)
@@ -33,6 +34,11 @@ class BagTrainSet:
         self.sampling = torch.Generator().manual_seed(self.seed + 2)
         self.generators.update(augment=self.augment.generator, instances=self.sampling)
         self.rank_generators += [self.augment.generator, self.sampling]
+        if self.bags.clinical is not None:
+            from medattn.data.clinical_images import clinical_dropout
+
+            missing = config.model.options["clinical_missing"]
+            self.clinical_dropout = clinical_dropout(self, config, missing, seed=self.seed + 4)
 
     def order(self, generator):
         import torch
@@ -51,5 +57,8 @@ class BagTrainSet:
             chosen.append(self.augment(bag))
         x = padded(chosen)  # (B, N, C, *S)
         if self.bags.clinical is not None:
-            return (x, self.bags.clinical[items]), self.bags.y[items]
+            clinical = self.bags.clinical[items]
+            if self.clinical_dropout is not None:
+                clinical = self.clinical_dropout(clinical)
+            return (x, clinical), self.bags.y[items]
         return x, self.bags.y[items]

@@ -91,6 +91,7 @@ def evaluate_run(run_dir, *, data: str | None, split: str, tta: bool, task) -> d
 
 
 def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None = None) -> dict:
+    from medattn.data.clinical_images import file_patient
     from medattn.data.readers import read_image
     from medattn.tune.ensemble import load_ensemble, volume_outputs
 
@@ -100,8 +101,9 @@ def predict_files(run_dir, files: list[Path], *, tta: bool, series: str | None =
     rows = []
     for file in files:
         raw, meta = read_image(file, series_uid=series)
-        axis, per_slice = volume_outputs(run, raw, meta, predict, where=str(file))  # (1 or slices, T)
-        row = {"file": str(file), "values": dict(zip(names, map(float, per_slice.mean(axis=0)), strict=True))}
+        patient, known = file_patient(file)
+        axis, per_slice = volume_outputs(run, raw, meta, predict, where=str(file), patient=patient)  # (1 or S, T)
+        row = {"file": str(file), "values": dict(zip(names, map(float, per_slice.mean(axis=0)), strict=True)), **known}
         if axis is not None:
             row["slices"] = {
                 "axis": axis,

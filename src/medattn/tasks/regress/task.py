@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.config import RunConfig
+from medattn.data.clinical_images import CLINICAL_FIELDS
 from medattn.data.image_batches import ImageTrainSet
 from medattn.data.images import load_images
 from medattn.errors import DataError
@@ -31,7 +32,7 @@ class RegressionTask(ImageTask):
     name = "regression"
     description = "one or several continuous targets per image"
     layouts = "an .npz with continuous *_labels, a CSV path,<target columns> (--targets names them)"
-    fields = frozenset({"data.targets", "data.size"})
+    fields = frozenset({"data.targets", "data.size"}) | CLINICAL_FIELDS
     losses = ("mse", "huber")
     select_metrics = ("loss", "mae", "rmse", "r2")
     lower_is_better = frozenset({"loss", "mae", "rmse"})
@@ -81,7 +82,7 @@ class RegressionTask(ImageTask):
             num_outputs=len(source.target_names),
             n_train=len(values),
             modality=source.modality,
-            notes=list(source.notes),
+            notes=self.image_notes(source.notes, images),
             extra={"images": images, "mean": mean.float(), "std": std.float()},
         )
 
@@ -95,7 +96,8 @@ class RegressionTask(ImageTask):
     # -- training -----------------------------------------------------------------------------------------
     def train_set(self, config: RunConfig, data: TaskData) -> ImageTrainSet:
         images, mean, std = data.extra["images"], data.extra["mean"], data.extra["std"]
-        return ImageTrainSet(images.train.x, (images.train.y - mean) / std, seed=config.train.seed)
+        train = images.train
+        return ImageTrainSet(train.x, (train.y - mean) / std, seed=config.train.seed, clinical=train.clinical)
 
     def loss(self, config: RunConfig, data: TaskData):
         return StandardisedLoss(config.train.loss)
@@ -106,7 +108,7 @@ class RegressionTask(ImageTask):
         from medattn.tasks.regress.metrics import regression_metrics
 
         val, mean, std = data.extra["images"].val, data.extra["mean"], data.extra["std"]
-        pred = predict_values(model, val.x, mean=mean, std=std, device=device, amp=amp)
+        pred = predict_values(model, val.inputs, mean=mean, std=std, device=device, amp=amp)
         scores = regression_metrics(val.y.numpy(), pred, target_names=data.source.target_names, ci=False)
         standardised = torch.from_numpy((pred - mean.numpy()) / std.numpy()).float()
         scores["loss"] = float(loss_fn.base(standardised, (val.y - mean) / std))
@@ -118,6 +120,7 @@ class RegressionTask(ImageTask):
             "target_mean": data.extra["mean"].tolist(),
             "target_std": data.extra["std"].tolist(),
             "input": self.input_card(data),
+            "clinical": self.clinical_card(data),
             "training_data": self.data_card(data),
         }
 
@@ -152,7 +155,8 @@ class RegressionTask(ImageTask):
     def print_predictions(self, payload: dict) -> None:
         for row in payload["predictions"]:
             values = ", ".join(f"{k} {v:.4g}" for k, v in row["values"].items())
-            print(f"{row['file']}: {values}")
+            clinical = f"; clinical: {row['clinical']}" if "clinical" in row else ""
+            print(f"{row['file']}: {values}{clinical}")
 
     def inspect(self, config: RunConfig, *, progress=iter) -> dict:
         from medattn.tasks.regress.report import inspect_targets
@@ -221,7 +225,8 @@ class RegressionTask(ImageTask):
 
 
 def predict_values(model, x, *, mean, std, device=None, amp: bool = False, flips=None) -> np.ndarray:
-    """(N, T) predictions in the targets' units for a standardised input (N, C, *spatial)."""
+    """(N, T) predictions in the targets' units for a standardised input (N, C, *spatial), or (images, clinical
+    vectors (N, F))."""
     from medattn.engine.inferers import whole_image
 
     standardised = whole_image(model, x, device=device, amp=amp, flips=flips)

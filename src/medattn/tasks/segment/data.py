@@ -37,6 +37,10 @@ class SegmentationData:
     val_spacing: list[tuple[float, ...]]  # mm of each val case as held (for distances)
     notes: list[str]
     source_spacing: list[float]  # median mm of the training cases as read
+    clinical: object = None  # data/clinical.py's ClinicalSpec with data.clinical, and each case's vector:
+    train_clinical: object = None  # (cases, F) float32
+    val_clinical: object = None
+    clinical_join: dict | None = None  # patients the table lacks, per split
 
     @property
     def spatial_dims(self) -> int:
@@ -163,6 +167,14 @@ def load_segmentation_data(config: RunConfig, source: SegmentationSource | None 
     val_x = [resample_image(item.image, item.meta.spacing[:dims], intensity, spacing) for item in val]
     val_y = [resample_mask(item.mask, item.meta.spacing[:dims], spacing) for item in val]
     val_spacing = [tuple(spacing) if spacing else tuple(item.meta.spacing[:dims]) for item in val]
-    return SegmentationData(
+    seg = SegmentationData(
         source, class_names, plan, train_x, train_y, val_x, val_y, val_spacing, notes + class_notes, source_spacing
     )
+    if data.clinical:  # each case's patient's clinical vector, FiLM-ing the bottleneck (models/clinical.py)
+        from medattn.data.clinical_images import fit_patients
+
+        ids = {name: [c.patient_id for c in source.splits[name]] for name in ("train", "val")}
+        seg.clinical, vectors, seg.clinical_join = fit_patients(config, data.path, ids)
+        seg.train_clinical, seg.val_clinical = vectors["train"], vectors["val"]
+        seg.notes += seg.clinical_join["notes"]
+    return seg

@@ -104,25 +104,31 @@ def segment(model, image: np.ndarray, meta: ImageMeta, plan: SegmentationPlan, *
     return _labels(probs)
 
 
-def ensemble_segment(members, image: np.ndarray, meta: ImageMeta, *, device, where: str, tta: bool = False):
+def ensemble_segment(
+    members, image: np.ndarray, meta: ImageMeta, *, device, where: str, tta: bool = False, patient: str | None = None
+):
     """Labels (*S) uint8 from the mean softmax of every member (a run is an ensemble of one), each member
-    preparing the image with its own card; with `tta`, each also averages over the flips it trained with.
+    preparing the image with its own card; with `tta`, each also averages over the flips it trained with. A member
+    trained with clinical values reads `patient`'s (None: every value unknown).
 
     A volume given to 2D models is segmented slice by slice along engine/inputs.py's `slice_axis` and the slices
     stacked back, so the mask is one volume on the input's grid.
     """
+    from medattn.data.clinical_images import member_model
     from medattn.engine.loaded import tta_flips
 
     plans = [SegmentationPlan.from_card(member.card) for member in members]
     if plans[0].spec.is_volume_for_slices(image):
         axis, views = plans[0].spec.slices(image, meta)
         cuts = [
-            ensemble_segment(members, cut, cut_meta, device=device, where=where, tta=tta) for cut, cut_meta in views
+            ensemble_segment(members, cut, cut_meta, device=device, where=where, tta=tta, patient=patient)
+            for cut, cut_meta in views
         ]
         return np.stack(cuts, axis=axis)
     total = None
     for member, plan in zip(members, plans, strict=True):
         flips = tta_flips(member.config, plan.spatial_dims) if tta else None
-        probs = segment_probs(member.model, image, meta, plan, device=device, where=where, flips=flips)
+        model = member_model(member, patient, where=where)
+        probs = segment_probs(model, image, meta, plan, device=device, where=where, flips=flips)
         total = probs if total is None else total + probs
     return _labels(total)

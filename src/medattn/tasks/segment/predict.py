@@ -40,6 +40,7 @@ def predict_masks(
     series: str | None = None,
 ) -> dict:
     """Masks of `files` from a run, or from the mean softmax of a fold ensemble; with `tta`, test-time flips."""
+    from medattn.data.clinical_images import file_patient
     from medattn.data.readers import read_image, write_image
     from medattn.engine.device import select_device
     from medattn.tasks.segment.inference import ensemble_segment
@@ -57,7 +58,8 @@ def predict_masks(
     rows = []
     for file, target in zip(files, targets, strict=True):
         image, meta = read_image(file, series_uid=series)
-        labels = ensemble_segment(run.members, image, meta, device=device, where=str(file), tta=tta)
+        patient, known = file_patient(file)
+        labels = ensemble_segment(run.members, image, meta, device=device, where=str(file), tta=tta, patient=patient)
         spacing = meta.spacing[: labels.ndim]
         stored = labels.reshape(image.shape[1:])  # a one-slice NIfTI keeps its slice axis
         write_image(target, stored[None], meta)
@@ -69,6 +71,7 @@ def predict_masks(
             "spacing_mm": [float(s) for s in spacing],
             "volumes": volumes,
             "unit": unit,
+            **known,
         }
         spec = run.members[0].spec
         if spec.is_volume_for_slices(image):  # a 2D model: segmented slice by slice, stacked into one volume

@@ -69,7 +69,10 @@ def score_cases(run, cases: list, *, where: str, tta: bool = False) -> dict:
     for case in track(cases, "segmenting cases"):
         item = read_case(case, binary_255=plan.binary_255)
         check_labels(item, plan.num_classes, names)
-        pred = ensemble_segment(run.members, item.image, item.meta, device=device, where=case.images[0], tta=tta)
+        where, patient = case.images[0], case.patient_id
+        pred = ensemble_segment(
+            run.members, item.image, item.meta, device=device, where=where, tta=tta, patient=patient
+        )
         truth = item.mask.reshape(pred.shape)  # a one-slice NIfTI: (X, Y, 1) -> (X, Y)
         result = case_metrics(pred, truth, num_classes=plan.num_classes, spacing=item.meta.spacing[: pred.ndim])
         scores.append(result)

@@ -53,8 +53,10 @@ def report_sections(run_dir: Path, *, data: str | None, split: str) -> list:
     for kind, row in picks.items():
         if row["case"] not in by_name:
             continue
-        item = read_case(by_name[row["case"]], binary_255=binary_255)
-        pred = ensemble_segment(run.members, item.image, item.meta, device=select_device("cpu"), where=row["case"])
+        case = by_name[row["case"]]
+        item = read_case(case, binary_255=binary_255)
+        cpu, patient = select_device("cpu"), case.patient_id  # as evaluate scored it: with its clinical values
+        pred = ensemble_segment(run.members, item.image, item.meta, device=cpu, where=row["case"], patient=patient)
         image, truth, predicted = _middle_slice(item.image, item.mask.reshape(pred.shape), pred)
         fig, ax = plt.subplots(figsize=(3.4, 3.4))
         picture = display_image(image)

@@ -4,7 +4,8 @@ Data: a folder with images/ and masks/, an MSD dataset.json, or a CSV with image
 Optional deep supervision (auxiliary decoder outputs weighted 1/2, 1/4, ... as in nnU-Net). After every epoch each
 validation case is segmented whole by sliding-window inference with Gaussian blending; the best epoch is the one
 with the highest mean foreground Dice. Defaults: attention_unet, loss dice_ce, batch 16 (2D) or 2 (3D) patches,
-no weight average; epochs 0 means about AUTO_PATCHES patches in total.
+no weight average; epochs 0 means about AUTO_PATCHES patches in total. With clinical values (--clinical), each
+case's vector FiLM-modulates the U-Net's bottleneck (models/clinical.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.config import RunConfig
+from medattn.data.clinical_images import CLINICAL_FIELDS, clinical_card, clinical_options
 from medattn.errors import ConfigError
 from medattn.registry import TASKS
 from medattn.tasks.base import Pool, Task, TaskData, auto_epochs, listed_fold_source
@@ -31,15 +33,18 @@ class SegmentationTask(Task):
     description = "a label per pixel or voxel"
     layouts = "a folder with images/ and masks/ (same names), an MSD dataset.json, a CSV image,mask"
     model_tag = "segmentation"
-    fields = frozenset(
-        {
-            "data.patch",
-            "data.spacing",
-            "train.foreground_fraction",
-            "data.modalities",
-            "model.fusion",
-            "train.modality_dropout",
-        }
+    fields = (
+        frozenset(
+            {
+                "data.patch",
+                "data.spacing",
+                "train.foreground_fraction",
+                "data.modalities",
+                "model.fusion",
+                "train.modality_dropout",
+            }
+        )
+        | CLINICAL_FIELDS
     )
     losses = ("dice_ce", "focal", "tversky")
     select_metrics = ("dice",)
@@ -101,6 +106,7 @@ class SegmentationTask(Task):
         config.data.class_names = list(data.extra["seg"].class_names)
         if config.train.foreground_fraction is None:
             config.train.foreground_fraction = train_set.sampler.foreground_fraction
+        clinical_options(config, data.extra["seg"].clinical, fusion="film")  # FiLM of the bottleneck
         return config
 
     # -- training -----------------------------------------------------------------------------------------
@@ -118,13 +124,15 @@ class SegmentationTask(Task):
     def validate(self, model, data: TaskData, *, loss_fn, device, amp: bool) -> dict:
         """Mean Dice (foreground classes, then cases) and per class, and mean HD95 in mm, over validation cases."""
         from medattn.engine.inferers import sliding_window
+        from medattn.models.clinical import BoundClinical
         from medattn.tasks.segment.inference import softmax
         from medattn.tasks.segment.metrics import case_metrics
 
         seg = data.extra["seg"]
         rows = []
-        for x, y, spacing in zip(seg.val_x, seg.val_y, seg.val_spacing, strict=True):
-            probs = sliding_window(model, x, patch=seg.plan.patch, transform=softmax, device=device, amp=amp)
+        for index, (x, y, spacing) in enumerate(zip(seg.val_x, seg.val_y, seg.val_spacing, strict=True)):
+            net = model if seg.val_clinical is None else BoundClinical(model, seg.val_clinical[index])
+            probs = sliding_window(net, x, patch=seg.plan.patch, transform=softmax, device=device, amp=amp)
             rows.append(
                 case_metrics(probs.argmax(dim=0).numpy(), y.numpy(), num_classes=seg.num_classes, spacing=spacing)
             )
@@ -142,6 +150,7 @@ class SegmentationTask(Task):
         return {
             "class_names": seg.class_names,
             "input": seg.plan.to_card(),
+            "clinical": clinical_card(seg.clinical, seg.clinical_join),
             "training_data": {
                 "source": source.path,
                 "kind": source.kind,

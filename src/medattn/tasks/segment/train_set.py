@@ -31,6 +31,7 @@ class PatchTrainSet:
         self.rank_generators = [positions]
         self.augment = None
         self.dropout = None  # modality dropout, after augmentation
+        self.clinical, self.clinical_dropout = seg.train_clinical, None  # (cases, F): each patch its case's vector
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -42,10 +43,19 @@ class PatchTrainSet:
         self.generators.update(self.augment.generators)
         self.rank_generators += list(self.augment.generators.values())
         self.dropout = modality_dropout(self, config, seed=self.seed + 4)
+        if self.clinical is not None:
+            from medattn.data.clinical_images import clinical_dropout
+
+            missing = config.model.options["tabular"]["missing"]
+            self.clinical_dropout = clinical_dropout(self, config, missing, seed=self.seed + 5)
 
     def order(self, generator):
         return self.sampler.epoch(generator)
 
     def batch(self, items) -> tuple:
-        x, y = self.augment(*self.sampler.batch(items))
-        return (x if self.dropout is None else self.dropout(x)), y
+        x, y = self.augment(*self.sampler.batch(items))  # items: the case of each patch
+        x = x if self.dropout is None else self.dropout(x)
+        if self.clinical is None:
+            return x, y
+        clinical = self.clinical[items]
+        return (x, clinical if self.clinical_dropout is None else self.clinical_dropout(clinical)), y
