@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from tests.run_cli import invoke
 from tests.run_cli import run as medattn
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from medattn.data.modality_dropout import ModalityDropout
 from medattn.errors import ConfigError
 from medattn.models.fusion import FUSIONS, blank_modalities
 from medattn.registry import create_model
+from medattn.tasks.base import DEFAULT_MODALITY_DROPOUT
 
 NAMES = ["t1", "flair", "t1c"]
 
@@ -156,6 +158,8 @@ def test_modalities_auto_names_them_as_the_data_does_or_says_it_cannot(shared_da
     medattn("train", "--data", folder, "--out", run, "--epochs", "1", "--modalities", "auto", "--patch", "16")
     card = json.loads((run / "model.json").read_text())
     assert card["model"]["options"]["modalities"] == ["0000", "0001"]
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert saved["modality_dropout"] == DEFAULT_MODALITY_DROPOUT  # several modalities: trained to miss one
     assert invoke("evaluate", run, "--missing", "0001", "--json")["missing"] == ["0001"]
     refused = CliRunner().invoke(
         app, ["train", "--data", str(shared_data / "lgg_mri"), "--out", str(tmp_path / "x"), "--modalities", "auto"]

@@ -137,8 +137,9 @@ class TrainConfig:
     teacher: str | None = None  # a finished run whose softened outputs the model also learns (engine/distill.py)
     distill_temperature: float = 4.0  # T: the teacher's and student's logits are divided by it
     distill_alpha: float = 0.5  # the teacher's share of the loss; the labels have the rest
-    # with data.modalities: the chance that each modality of a training image is left out (at least one kept)
-    modality_dropout: float = 0.0
+    # with data.modalities: the chance that each modality of a training image is left out (at least one kept);
+    # None: DEFAULT_MODALITY_DROPOUT with several named modalities, so a run keeps working when one is missing
+    modality_dropout: float | None = None
     # with data.heads: how the heads' losses add up: "uncertainty" (learned, Kendall et al. 2018) or fixed weights
     # "1,0.5" in the order of data.heads (None: uncertainty)
     head_weights: str | None = None
@@ -249,7 +250,7 @@ def _check_modalities(config: RunConfig) -> None:
         raise ConfigError(f"data.modalities {names!r}: expected distinct names, e.g. [t1, flair, t1c]")
     if names is None and (config.model.fusion is not None or config.train.modality_dropout):
         raise ConfigError("model.fusion (--fusion) and train.modality_dropout need data.modalities (--modalities)")
-    if not 0 <= config.train.modality_dropout < 1:
+    if config.train.modality_dropout is not None and not 0 <= config.train.modality_dropout < 1:
         raise ConfigError(f"train.modality_dropout must be in [0, 1), got {config.train.modality_dropout}")
 
 

@@ -36,7 +36,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
 
     from medattn.data.readers import reading_series
     from medattn.tasks import task_for_config
-    from medattn.tasks.base import named_modalities
+    from medattn.tasks.base import resolve_modalities
 
     task = task_for_config(config)
     user_batch = config.train.batch_size is not None  # never replaced; refused if it does not fit
@@ -46,7 +46,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     with reading_series(config.data.series):  # folders of several DICOM series: the one the config names
         data = task.load(config, source=source)
         data.run = run
-        named_modalities(config, data)  # --modalities auto: as the data names its channels
+        resolve_modalities(config, data)  # --modalities auto, and the default modality dropout
         train_set = task.train_set(config, data)
         config = task.resolve(config, data, train_set)
     train_set.configure(config)
