@@ -166,3 +166,16 @@ def test_modalities_auto_names_them_as_the_data_does_or_says_it_cannot(shared_da
     )
     assert isinstance(refused.exception, ConfigError)
     assert "does not name several channels" in str(refused.exception)
+
+
+def test_a_config_saved_with_no_modality_dropout_as_0_still_loads_for_tasks_without_modalities():
+    from medattn.config import RunConfig
+    from medattn.tasks import get_task
+    from medattn.tasks.base import check_fields
+
+    config = RunConfig()
+    config.train.modality_dropout = 0.0  # as runs saved it before the default became None
+    check_fields(config, get_task("regression"))
+    config.train.modality_dropout = 0.3
+    with pytest.raises(ConfigError, match="modality_dropout"):
+        check_fields(config, get_task("regression"))

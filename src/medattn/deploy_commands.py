@@ -9,11 +9,7 @@ from pathlib import Path
 
 import typer
 
-
-def _emit(payload: dict, as_json: bool, human) -> None:
-    from medattn.cli import _emit as emit
-
-    emit(payload, as_json, human)
+from medattn.cli_common import emit as _emit
 
 
 def _print_export(record: dict) -> None:

@@ -61,6 +61,9 @@ OPTIONAL_FIELDS = {
     "data.heads": None,
     "train.head_weights": None,
 }
+# Values that also mean "not set": what runs saved before the field's unset value changed (0.0 meant no modality
+# dropout before None came to mean "the default"), so their config.yaml still loads for every task.
+ALSO_UNSET = {"train.modality_dropout": (0.0,)}
 # The command-line flag of each optional field, for error messages.
 FLAGS = {
     "data.labels": "--labels",
@@ -385,7 +388,7 @@ def check_fields(config: RunConfig, task: Task) -> None:
     for key, unset in OPTIONAL_FIELDS.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        if key not in task.fields and value != unset:
+        if key not in task.fields and value != unset and value not in ALSO_UNSET.get(key, ()):
             flag = f" ({FLAGS[key]})" if key in FLAGS else ""
             users = ", ".join(t.name for t in _tasks_using(key)) or "no task"
             raise ConfigError(f"{key}{flag} = {value!r} means nothing to {task.name}; it is used by {users}")
@@ -424,7 +427,7 @@ DEFAULT_MODALITY_DROPOUT = 0.3
 def resolve_modalities(config: RunConfig, data: TaskData) -> None:
     """Before the training set is built: `--modalities auto` named as the data names its channels (an MSD
     dataset.json's `modality`, nnU-Net channel files' suffixes; data that names none is an error), and the
-    modality dropout when none was given (DEFAULT_MODALITY_DROPOUT with several modalities, else none)."""
+    modality dropout when none was given (DEFAULT_MODALITY_DROPOUT with several modalities, else unset)."""
     if config.data.modalities == [AUTO_MODALITIES]:
         names = data.channel_names
         if not names or len(names) < 2:
@@ -434,6 +437,5 @@ def resolve_modalities(config: RunConfig, data: TaskData) -> None:
             )
         config.data.modalities = [str(name) for name in names]
         data.notes.append(f"modalities from the data: {', '.join(config.data.modalities)}")
-    if config.train.modality_dropout is None:
-        several = config.data.modalities is not None and len(config.data.modalities) > 1
-        config.train.modality_dropout = DEFAULT_MODALITY_DROPOUT if several else 0.0
+    if config.train.modality_dropout is None and config.data.modalities and len(config.data.modalities) > 1:
+        config.train.modality_dropout = DEFAULT_MODALITY_DROPOUT
