@@ -48,7 +48,8 @@ class ImageTask(Task):
         from medattn.data.clinical_images import clinical_options
 
         config = super().resolve(config, data, train_set)
-        clinical_options(config, data.extra["images"].clinical, fusion="concat")
+        images = data.extra.get("images")  # absent where a caller resolves a config without loading the data
+        clinical_options(config, images.clinical if images is not None else None, fusion="concat")
         return config
 
     def clinical_card(self, data: TaskData) -> dict | None:
