@@ -81,6 +81,10 @@ def test_steps_that_fit_cut_only_an_epoch_that_would_overrun():
     assert TimeBudget(1.0, started=now - 5).steps_that_fit(10, 5) == 10  # 10 s of 60: the epoch fits
     assert TimeBudget(1.0, started=now - 10).steps_that_fit(100, 5) == 25  # 2 s a step: 51 s of training is 25
     assert TimeBudget(0.01, started=now - 10).steps_that_fit(100, 5) == 5  # the steps run are kept
+    # a first step of 9 s (warm-up) and four of 0.25 s: the pace is 0.25 s, so 100 steps fit in 51 s
+    assert TimeBudget(1.0, started=now - 10).steps_that_fit(100, 5, first=9.0) == 100
+    assert TimeBudget(1.0, started=now - 7).probing_too_long()
+    assert not TimeBudget(1.0, started=now - 5).probing_too_long()
 
 
 def test_an_epoch_longer_than_the_budget_is_cut_to_the_steps_that_fit(tmp_path):

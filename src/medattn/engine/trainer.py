@@ -113,7 +113,7 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
     if train_cfg.time_limit:
         budget = TimeBudget(train_cfg.time_limit, spent_before=sum(float(row["seconds"]) for row in history))
     rate_column = f"{task.item}_per_second"
-    cut = None  # the steps of a first epoch cut to fit the time budget
+    cut, first_step = None, 0.0  # the steps of a first epoch cut to fit the time budget; the clock after its first
     with distributed.main_bar() as progress:
         bar = progress.add_task("training", total=steps * train_cfg.epochs, completed=steps * start, status="")
         for epoch in range(start, train_cfg.epochs):
@@ -145,9 +145,13 @@ def fit(config: RunConfig, run: Path, *, resume: bool = False, quiet: bool = Fal
                 progress.update(
                     bar, advance=1, status=f"epoch {epoch + 1}/{train_cfg.epochs} loss {total_loss / seen:.4f}"
                 )
-                if budget is not None and epoch == start == 0 and step + 1 == min(PROBE_STEPS, steps):
-                    cut = distributed.broadcast(budget.steps_that_fit(steps, step + 1))
-                    if cut < steps:  # one epoch alone would overrun the budget
+                if budget is not None and epoch == start == 0 and cut is None and step < PROBE_STEPS:
+                    first_step = budget.elapsed() if step == 0 else first_step
+                    # decided after PROBE_STEPS, or sooner when a slow model's probe already eats the budget; every
+                    # rank decides alike, on rank 0's clock
+                    if distributed.broadcast(step + 1 == min(PROBE_STEPS, steps) or budget.probing_too_long()):
+                        cut = distributed.broadcast(budget.steps_that_fit(steps, step + 1, first=first_step))
+                    if cut is not None and cut < steps:  # one epoch alone would overrun the budget
                         scheduler = _cut_epoch(
                             config, run, data, optimizer, steps=steps, cut=cut, done=step + 1, quiet=quiet
                         )
