@@ -229,12 +229,14 @@ def seg_table(units, label: str) -> list[str]:
     """One row per unit: its Dice per patient (95% CI) on every subset of the sequences."""
     units = list(units)
     subsets = list(units[0]["dice_patient"])
-    lines = [f"| {label} | dropout | train min | " + " | ".join(subsets) + " |"]
-    lines.append("|---|---:|---:|" + "---:|" * len(subsets))
+    lines = [f"| {label} | dropout | epochs | train min | " + " | ".join(subsets) + " |"]
+    lines.append("|---|---:|---:|---:|" + "---:|" * len(subsets))
     for unit in units:
         cells = [f"{d:.3f} ({lo:.2f}-{hi:.2f})" for d, lo, hi in unit["dice_patient"].values()]
         lines.append(
-            f"| {unit[label]} | {unit['modality_dropout']} | {unit['train_minutes']:.1f} | " + " | ".join(cells) + " |"
+            f"| {unit[label]} | {unit['modality_dropout']} | {unit['epochs']} | {unit['train_minutes']:.1f} | "
+            + " | ".join(cells)
+            + " |"
         )
     return [*lines, ""]
 
