@@ -57,6 +57,7 @@ def train_and_score(config, run: Path) -> dict:
         "inference_seconds_per_case": round(seconds, 3),
         "n_test": test["n"],
         "dice_mean": test["dice_mean"],
+        "dice_mean_ci": test["dice_mean_ci"],
         "dice_per_class": test["dice_per_class"],
         "hd95_mm_per_class": test["hd95_mm_per_class"],
         "assd_mm_per_class": test["assd_mm_per_class"],
