@@ -116,7 +116,7 @@ def segment(dataset: str, model: str, seed: int, *, epochs: int | None, minutes:
         "model": row["model"],
         "seed": seed,
         "score": row["dice_mean"],
-        "score_ci": None,
+        "score_ci": row.get("dice_mean_ci"),
         "parameters": row["parameters"],
         "epochs": row["epochs"],
         "train_minutes": row["train_minutes"],
@@ -180,10 +180,11 @@ def markdown(rows: list[dict]) -> str:
             continue
         front = pareto(table)
         metric = "test AUC" if dataset in CLASSIFICATION else "test mean Dice"
+        unit = "image" if dataset in CLASSIFICATION else "case"
         out += [
             f"### {dataset}",
             "",
-            f"| model | {metric} | ACC | params | epochs | train img/s | train min | ms/image |",
+            f"| model | {metric} | ACC | params | epochs | train img/s | train min | ms/{unit} |",
         ]
         out.append("|---|---|---|---|---|---|---|---|")
         for r in table:
