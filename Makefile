@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# One worker per core, each test file whole on one worker: the README's blocks run in order on one shared folder.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/medmnist.py

@@ -183,9 +183,6 @@ def _rewritten(args: list[str], substitutions: dict) -> list[str]:
 
 
 RUNNABLE = [(i, body) for i, (lang, body, why) in enumerate(blocks()) if lang == "bash" and why is None]
-# The blocks run in order on one shared folder (a later block reads runs an earlier one wrote): under `make test`'s
-# workers (--dist loadgroup) they all go to one worker, in order.
-pytestmark = pytest.mark.xdist_group("readme")
 
 
 def test_every_bash_block_runs_or_says_why_not():
