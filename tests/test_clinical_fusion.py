@@ -205,12 +205,11 @@ def test_real_grades_and_ages_with_and_without_the_table(shared_data, tmp_path):
         CliRunner().invoke(app, ["evaluate", str(plain), "--missing", "clinical"], catch_exceptions=False)
 
 
-def _refused(kind, *args, says: tuple[str, ...]) -> None:
-    """The command fails with a `kind` error whose message holds every text in `says`."""
+def _refusal(kind, *args) -> str:
+    """The message of the `kind` error the command fails with."""
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert isinstance(result.exception, kind), result.output
-    for text in says:
-        assert str(text) in str(result.exception)
+    return str(result.exception)
 
 
 def test_bad_tables_and_tasks_are_clear_errors(shared_data, tmp_path):
@@ -219,17 +218,23 @@ def test_bad_tables_and_tasks_are_clear_errors(shared_data, tmp_path):
     train = ["train", "--data", data, "--out", tmp_path / "run", "--model", "cnn", "--size", "16", "--epochs", "1"]
     keyless = tmp_path / "keyless.csv"
     keyless.write_text("id,marker\na,1\n")
-    _refused(DataError, *train, "--clinical", keyless, "--clinical-columns", "marker", says=(keyless, "patient_id"))
-    _refused(DataError, *train, "--clinical", table, "--clinical-columns", "weight", says=(table, "'weight'"))
+    message = _refusal(DataError, *train, "--clinical", keyless, "--clinical-columns", "marker")
+    assert str(keyless) in message
+    assert "patient_id" in message
+    message = _refusal(DataError, *train, "--clinical", table, "--clinical-columns", "weight")
+    assert str(table) in message
+    assert "'weight'" in message
     no_ids = tmp_path / "no_ids.csv"
     no_ids.write_text("\n".join(",".join(line.split(",")[:2]) for line in data.read_text().splitlines()) + "\n")
     clinical = ["--clinical", table, "--clinical-columns", "marker"]
-    _refused(DataError, *train[:2], no_ids, *train[3:], *clinical, says=(no_ids, "patient_id"))
-    _refused(ConfigError, *train, "--clinical-dropout", "0.3", says=("--clinical",))
+    message = _refusal(DataError, *train[:2], no_ids, *train[3:], *clinical)
+    assert str(no_ids) in message
+    assert "patient_id" in message
+    assert "--clinical" in _refusal(ConfigError, *train, "--clinical-dropout", "0.3")
     masks = _flag_phantoms(tmp_path / "phantoms", cases=8)
     segment = ["train", "--data", masks, "--out", tmp_path / "seg", "--patch", "32,32", "--epochs", "1"]
     flag = ["--clinical", masks.parent / "table.csv", "--clinical-columns", "flag"]
-    _refused(ConfigError, *segment, *flag, "--clinical-fusion", "concat", says=("film",))
+    assert "film" in _refusal(ConfigError, *segment, *flag, "--clinical-fusion", "concat")
 
 
 def _flag_phantoms(root, *, cases: int):
